@@ -1,0 +1,214 @@
+# Copyright (c) mmsniper contributors. All rights reserved.
+"""Speed of positive chip generation, against a naive baseline.
+
+Runs :func:`mmsniper.chips.generate_positive_chips` with the reference COCO
+training scales (3.0, 1.667, (-1, 512)), valid ranges ((-1, 80), (32, 150),
+(120, -1)), chip 512 and stride 32, on the annotations of each data set in
+``../shared/data`` (each replicated to ``--num-images`` images), and in the
+same run a naive baseline (``K x N`` containment matrix and set-based
+greedy cover, as the reference Python did) on a subset. Falls back to a
+deterministic synthetic COCO-like workload when no annotation file exists.
+
+Usage::
+
+    python benchmarks/bench_chip_generation.py [--num-images 20000]
+"""
+import argparse
+import json
+import os.path as osp
+import time
+
+import numpy as np
+
+from mmsniper.chips import (candidate_chips, chip_driving_mask,
+                            compute_scale_factors, generate_positive_chips)
+
+SCALES = (3.0, 1.667, (-1, 512))
+VALID_RANGES = ((-1, 80), (32, 150), (120, -1))
+CHIP_SIZE = 512
+STRIDE = 32
+COCO_TRAIN_IMAGES = 118_287
+SHARED_DATA = osp.join(osp.dirname(osp.abspath(__file__)), '..', '..',
+                       'shared', 'data')
+ANNOTATION_FILES = {
+    'coco_val2014_100img':
+    'coco_val2014_100img_ann/coco_val2014_100img/'
+    'gt_instances_val2014_100img.json',
+    'visdrone50':
+    'visdrone50_annotations/visdrone2019-det-train-first50image.json',
+}
+
+
+def load_coco_json(path):
+    """Load ``(image_size, gt_bboxes)`` per image from a COCO json.
+
+    Args:
+        path (str): The annotation file.
+
+    Returns:
+        list[tuple[tuple[int, int], np.ndarray]]: ``(height, width)`` and
+        ``(N, 4)`` xyxy non-crowd boxes of each image.
+    """
+    with open(path) as file:
+        coco = json.load(file)
+    boxes_per_image = {image['id']: [] for image in coco['images']}
+    for annotation in coco['annotations']:
+        if not annotation.get('iscrowd', 0):
+            x, y, w, h = annotation['bbox']
+            boxes_per_image[annotation['image_id']].append(
+                [x, y, x + w, y + h])
+    return [((image['height'], image['width']),
+             np.array(boxes_per_image[image['id']],
+                      dtype=np.float64).reshape(-1, 4))
+            for image in coco['images']]
+
+
+def synthetic_workload(num_images=200, seed=0):
+    """A deterministic COCO-like workload (640x480, ~7 boxes per image).
+
+    Args:
+        num_images (int): Distinct images to draw.
+        seed (int): Random seed.
+
+    Returns:
+        list[tuple[tuple[int, int], np.ndarray]]: Images as in
+        :func:`load_coco_json`.
+    """
+    rng = np.random.default_rng(seed)
+    images = []
+    for _ in range(num_images):
+        height, width = (480, 640) if rng.random() < 0.7 else (640, 480)
+        num_boxes = rng.poisson(7)
+        sizes = np.exp(rng.uniform(np.log(4), np.log(400), (num_boxes, 2)))
+        corners = rng.uniform(0, 1, (num_boxes, 2)) * [width, height]
+        images.append(((height, width),
+                       np.concatenate([corners, corners + sizes], axis=1)))
+    return images
+
+
+def replicate(images, num_images):
+    """Repeat ``images`` cyclically up to ``num_images`` entries."""
+    return [images[index % len(images)] for index in range(num_images)]
+
+
+def naive_positive_chips(gt_bboxes, image_size):
+    """Reference-style positive chips: ``K x N`` matrix, set greedy.
+
+    Args:
+        gt_bboxes (np.ndarray): ``(N, 4)`` xyxy GT boxes.
+        image_size (tuple[int, int]): ``(height, width)``.
+
+    Returns:
+        list[np.ndarray]: Per scale, the chips in orig px.
+    """
+    height, width = image_size
+    clipped = np.minimum(np.maximum(gt_bboxes, 0), [width, height] * 2)
+    result = []
+    for factor, valid_range in zip(
+            compute_scale_factors(SCALES, image_size), VALID_RANGES):
+        valid = chip_driving_mask(clipped, factor, valid_range, CHIP_SIZE,
+                                  STRIDE, image_size)
+        boxes = clipped[valid] * factor
+        if len(boxes) == 0:
+            result.append(np.zeros((0, 4)))
+            continue
+        chips = candidate_chips((height * factor, width * factor), CHIP_SIZE,
+                                STRIDE)
+        inside = ((chips[:, None, 0] <= boxes[None, :, 0])
+                  & (chips[:, None, 1] <= boxes[None, :, 1])
+                  & (boxes[None, :, 2] <= chips[:, None, 2])
+                  & (boxes[None, :, 3] <= chips[:, None, 3]))
+        chip_matches = [set(np.flatnonzero(row).tolist()) for row in inside]
+        picks = []
+        while True:
+            counts = [len(matches) for matches in chip_matches]
+            best = int(np.argmax(counts))
+            if counts[best] == 0:
+                break
+            picks.append(best)
+            covered = chip_matches[best]
+            chip_matches = [matches - covered for matches in chip_matches]
+        result.append(
+            np.minimum(chips[picks] / factor, [width, height] * 2))
+    return result
+
+
+def time_run(function, images):
+    """Run ``function`` on every image.
+
+    Returns:
+        tuple[float, int]: Seconds taken and total number of chips.
+    """
+    num_chips = 0
+    start = time.perf_counter()
+    for image_size, gt_bboxes in images:
+        num_chips += sum(
+            len(chips) for chips in function(gt_bboxes, image_size))
+    return time.perf_counter() - start, num_chips
+
+
+def fast_positive_chips(gt_bboxes, image_size):
+    """:func:`generate_positive_chips` with the reference COCO setup."""
+    return generate_positive_chips(gt_bboxes, image_size, SCALES,
+                                   VALID_RANGES, CHIP_SIZE, STRIDE)
+
+
+def benchmark(name, images, num_images, num_naive):
+    """Time fast and naive chip generation on one workload and print."""
+    workload = replicate(images, num_images)
+    num_boxes = sum(len(boxes) for _, boxes in workload)
+    fast_seconds, fast_chips = time_run(fast_positive_chips, workload)
+    subset = workload[:num_naive]
+    naive_seconds, naive_chips = time_run(naive_positive_chips, subset)
+    subset_fast_seconds, subset_fast_chips = time_run(fast_positive_chips,
+                                                      subset)
+    fast_rate = num_images / fast_seconds
+    naive_rate = len(subset) / naive_seconds
+    print(f'[{name}] {len(images)} distinct images replicated to '
+          f'{num_images} ({num_boxes} boxes, '
+          f'{num_boxes / num_images:.1f} per image)')
+    print(f'  fast : {fast_seconds:7.2f} s, {fast_rate:9.0f} images/s, '
+          f'{fast_chips / num_images:.2f} chips/image')
+    print(f'  naive: {naive_seconds:7.2f} s on {len(subset)} images, '
+          f'{naive_rate:9.0f} images/s, '
+          f'{naive_chips / len(subset):.2f} chips/image')
+    print(f'  speed ratio fast/naive: {fast_rate / naive_rate:.1f}x; same '
+          f'chip count on the subset: {subset_fast_chips == naive_chips} '
+          f'({subset_fast_chips} vs {naive_chips}, fast '
+          f'{subset_fast_seconds:.2f} s)')
+    print(f'  extrapolated to {COCO_TRAIN_IMAGES} images: '
+          f'{COCO_TRAIN_IMAGES / fast_rate:.1f} s fast, '
+          f'{COCO_TRAIN_IMAGES / naive_rate:.1f} s naive (one core)')
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--num-images', type=int, default=20000,
+                        help='images per workload after replication')
+    parser.add_argument('--num-naive', type=int, default=1000,
+                        help='images of the subset timed for the baseline')
+    parser.add_argument('--data-root', default=SHARED_DATA,
+                        help='folder holding the annotation files')
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    print(f'scales {SCALES}, valid ranges {VALID_RANGES}, chip {CHIP_SIZE},'
+          f' stride {STRIDE}')
+    workloads = {}
+    for name, relative_path in ANNOTATION_FILES.items():
+        path = osp.join(args.data_root, relative_path)
+        if osp.isfile(path):
+            workloads[name] = load_coco_json(path)
+    if not workloads:
+        print(f'no annotation file under {osp.abspath(args.data_root)}: '
+              'using a deterministic synthetic COCO-like workload')
+        workloads['synthetic'] = synthetic_workload()
+    for name, images in workloads.items():
+        benchmark(name, images, args.num_images,
+                  min(args.num_naive, args.num_images))
+
+
+if __name__ == '__main__':
+    main()

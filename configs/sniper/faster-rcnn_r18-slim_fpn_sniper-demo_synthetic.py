@@ -1,0 +1,112 @@
+# The `make demo` config: SNIPER chip training of a slim Faster R-CNN
+# (ResNet-18 at half width, 64-channel FPN, trained from scratch: nothing can
+# be downloaded) on the embedded synthetic aerial dataset, on CPU in minutes.
+# Generate the data with `python tools/generate_demo_data.py`.
+_base_ = ['./faster-rcnn_r50_fpn_sniper-1x_coco.py']
+
+data_root = 'data/sniper_demo/'
+classes = ('vehicle', 'roof', 'tank')
+metainfo = dict(classes=classes)
+backend_args = None
+chip_size = 384
+# Objects span 10 to 400+ px in 1500-2500 px images: small ones are trained
+# at 2x, medium at 1x, large on the whole image at long side 640.
+sniper_scales = [2.0, 1.0, (-1, 640)]
+sniper_valid_ranges = [(-1, 40), (24, 160), (120, -1)]
+test_scale_factor = 1.5
+
+sniper_meta_keys = ('img_id', 'img_path', 'ori_shape', 'img_shape',
+                    'scale_factor', 'flip', 'flip_direction', 'chip_offset',
+                    'chip_scale', 'chip_valid_range', 'chip_scale_idx',
+                    'chip_is_negative')
+
+model = dict(
+    backbone=dict(
+        depth=18,
+        base_channels=32,
+        frozen_stages=-1,
+        norm_eval=False,
+        init_cfg=None),
+    neck=dict(in_channels=[32, 64, 128, 256], out_channels=64),
+    rpn_head=dict(in_channels=64, feat_channels=64),
+    roi_head=dict(
+        bbox_roi_extractor=dict(out_channels=64),
+        bbox_head=dict(
+            in_channels=64, fc_out_channels=256, num_classes=len(classes))),
+    train_cfg=dict(rcnn=dict(sampler=dict(num=256))),
+    test_cfg=dict(rcnn=dict(max_per_img=300)))
+
+train_pipeline = [
+    dict(type='LoadSniperChipFromFile', backend_args=backend_args),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='SniperChipCrop', min_gt_size=10),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackDetInputs', meta_keys=sniper_meta_keys)
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(type='Resize', scale_factor=test_scale_factor, keep_ratio=True),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(
+        type='PackDetInputs',
+        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                   'scale_factor'))
+]
+
+train_dataloader = dict(
+    batch_size=2,
+    num_workers=2,
+    persistent_workers=True,
+    dataset=dict(
+        scales=sniper_scales,
+        valid_ranges=sniper_valid_ranges,
+        chip_size=chip_size,
+        dataset=dict(
+            data_root=data_root,
+            metainfo=metainfo,
+            ann_file='annotations/train.json',
+            data_prefix=dict(img='train/'),
+            filter_cfg=dict(filter_empty_gt=False),
+            pipeline=train_pipeline)))
+val_dataloader = dict(
+    batch_size=1,
+    num_workers=1,
+    persistent_workers=False,
+    dataset=dict(
+        data_root=data_root,
+        metainfo=metainfo,
+        ann_file='annotations/val.json',
+        data_prefix=dict(img='val/'),
+        pipeline=test_pipeline))
+test_dataloader = val_dataloader
+val_evaluator = dict(
+    ann_file=data_root + 'annotations/val.json', classwise=True)
+test_evaluator = val_evaluator
+
+max_iters = 600
+train_cfg = dict(
+    _delete_=True,
+    type='IterBasedTrainLoop',
+    max_iters=max_iters,
+    val_interval=max_iters)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0,
+         end=50),
+    dict(
+        type='CosineAnnealingLR',
+        by_epoch=False,
+        begin=50,
+        end=max_iters,
+        eta_min_ratio=0.05)
+]
+optim_wrapper = dict(
+    _delete_=True,
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05),
+    clip_grad=dict(max_norm=10, norm_type=2))
+default_hooks = dict(
+    logger=dict(interval=20),
+    checkpoint=dict(by_epoch=False, interval=max_iters, max_keep_ckpts=1))
+log_processor = dict(by_epoch=False)
+randomness = dict(seed=0)
+auto_scale_lr = dict(enable=False)

@@ -1,0 +1,5 @@
+from .roi_heads import SniperRoIHead
+from .task_modules import SniperMaxIoUAssigner
+from .valid_range import in_valid_range
+
+__all__ = ['SniperMaxIoUAssigner', 'SniperRoIHead', 'in_valid_range']

@@ -1,0 +1,3 @@
+from .sniper_roi_head import SniperRoIHead
+
+__all__ = ['SniperRoIHead']

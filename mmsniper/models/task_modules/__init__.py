@@ -1,0 +1,3 @@
+from .sniper_max_iou_assigner import SniperMaxIoUAssigner
+
+__all__ = ['SniperMaxIoUAssigner']

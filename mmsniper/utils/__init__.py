@@ -1,0 +1,15 @@
+"""Utilities used by mmsniper's command-line tools."""
+from .checkpoint import (TRUST_DIR_FLAG, TRUSTED_DIRS_ENV,
+                         CheckpointTrustPolicy, UntrustedCheckpointError,
+                         is_weights_only_error, load_local_checkpoint,
+                         trusted_checkpoint_loading, trusted_dirs_from_env)
+from .setup_env import (AMP_NEEDS_GPU_MSG, check_amp_available, has_amp_device,
+                        setup_cpu_distributed)
+
+__all__ = [
+    'TRUST_DIR_FLAG', 'TRUSTED_DIRS_ENV', 'CheckpointTrustPolicy',
+    'UntrustedCheckpointError', 'is_weights_only_error',
+    'load_local_checkpoint', 'trusted_checkpoint_loading',
+    'trusted_dirs_from_env', 'AMP_NEEDS_GPU_MSG', 'check_amp_available',
+    'has_amp_device', 'setup_cpu_distributed'
+]

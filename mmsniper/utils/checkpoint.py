@@ -1,0 +1,276 @@
+"""Scoped, trust-aware checkpoint loading for mmsniper's tools.
+
+Why: since torch 2.6 ``torch.load`` defaults to ``weights_only=True``.
+mmengine 0.10.7 calls ``torch.load(filename, map_location=...)`` without
+that argument, and its training checkpoints hold more than tensors (the
+message hub's ``mmengine.logging.history_buffer.HistoryBuffer``, numpy
+arrays, the dumped config...). ``--resume``, ``load_from`` and
+``tools/test.py CONFIG CKPT`` therefore fail with ``Weights only load
+failed ... Unsupported global: GLOBAL mmengine.logging.history_buffer.
+HistoryBuffer``.
+
+What (the design, in five lines):
+
+1. ``tools/train.py`` and ``tools/test.py`` run inside
+   :func:`trusted_checkpoint_loading`, which swaps mmengine's *local-file*
+   checkpoint loader (``CheckpointLoader`` scheme ``''``,
+   ``load_from_local``) for a trust-aware one, and puts the original back on
+   exit. Nothing else in the process changes: no global ``torch.load``
+   patch, no ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``, no ``add_safe_globals``.
+2. Every local checkpoint is first loaded with ``weights_only=True``. Plain
+   weight files (e.g. model-zoo ``state_dict`` files) load this way from
+   anywhere, no trust needed.
+3. Only when that fails with torch's weights-only unpickling error, and
+   the file is *trusted*, it is loaded again with ``weights_only=False``,
+   and one WARNING line naming the file is logged.
+4. Trusted = the file lies (after resolving symlinks) under a trusted root
+   (the run's ``work_dir``, every ``--trust-checkpoint-dir DIR``, every
+   entry of ``$MMSNIPER_TRUSTED_CHECKPOINT_DIRS``, ``os.pathsep``-separated)
+   or the user named that very file on the command line
+   (``tools/train.py --resume PATH``, ``tools/test.py CONFIG CHECKPOINT``).
+5. Otherwise (e.g. a downloaded ``load_from`` outside those roots)
+   :class:`UntrustedCheckpointError` is raised, saying how to trust it.
+
+Naming a file on the command line counts as trusting it: the user chose
+that file for this very run, just as they chose the config, which is
+arbitrary Python that the tools execute anyway. A path that only appears
+inside a config (``load_from``, a ``Pretrained`` ``init_cfg``) is not
+trusted by itself, because configs are often copied from elsewhere.
+
+Scope and limits: only local files go through this loader. Remote schemes
+(``http(s)://``, ``torchvision://``, ``open-mmlab://``...) keep mmengine's
+own loaders and torch's default. Outside our tools (e.g. a user calling
+``mmengine.runner.load_checkpoint`` from their own script) nothing changes
+unless they enter :func:`trusted_checkpoint_loading` themselves. torch's
+own switches keep their meaning: ``TORCH_FORCE_WEIGHTS_ONLY_LOAD=1`` still
+wins (the fallback then fails as torch would), and a user who exported
+``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` (torch's process-wide opt-out) is
+treated as trusting every file (the warning line is still logged).
+"""
+import inspect
+import logging
+import os
+import os.path as osp
+import pickle
+import re
+from contextlib import contextmanager
+from typing import Callable, Iterable, Iterator, List, Optional, Sequence
+
+import torch
+from mmengine.logging import print_log
+from mmengine.runner.checkpoint import CheckpointLoader
+
+__all__ = [
+    'TRUSTED_DIRS_ENV', 'TRUST_DIR_FLAG', 'CheckpointTrustPolicy',
+    'UntrustedCheckpointError', 'is_weights_only_error',
+    'trusted_dirs_from_env', 'load_local_checkpoint',
+    'trusted_checkpoint_loading'
+]
+
+#: Environment variable holding extra trusted checkpoint roots
+#: (``os.pathsep``-separated, like ``PATH``).
+TRUSTED_DIRS_ENV = 'MMSNIPER_TRUSTED_CHECKPOINT_DIRS'
+#: Command-line flag of ``tools/train.py`` / ``tools/test.py``.
+TRUST_DIR_FLAG = '--trust-checkpoint-dir'
+
+# the key under which mmengine registers its local-file loader
+_LOCAL_SCHEME = ''
+_WEIGHTS_ONLY_MARKER = 'Weights only load failed'
+
+
+class UntrustedCheckpointError(RuntimeError):
+    """A checkpoint needs full unpickling but is not trusted."""
+
+
+def _supports_weights_only() -> bool:
+    try:
+        return 'weights_only' in inspect.signature(torch.load).parameters
+    except (TypeError, ValueError):  # pragma: no cover
+        return False
+
+
+def is_weights_only_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is torch's "Weights only load failed" error."""
+    return (isinstance(exc, pickle.UnpicklingError)
+            and _WEIGHTS_ONLY_MARKER in str(exc))
+
+
+def _short_reason(exc: BaseException) -> str:
+    """The offending global of a weights-only failure, in a few words."""
+    msg = str(exc)
+    match = re.search(r'Unsupported global: GLOBAL (\S+)', msg) or re.search(
+        r'GLOBAL (\S+) was not an allowed global', msg)
+    if match:
+        return f'it needs the non-tensor global {match.group(1)}'
+    return 'it holds non-tensor Python objects'
+
+
+def _torch_opt_out() -> Optional[str]:
+    """torch's process-wide opt-out of weights-only loading, if set."""
+    value = os.environ.get('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '0')
+    if value.lower() in ('1', 'y', 'yes', 'true'):
+        return 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD is set'
+    return None
+
+
+def _canonical(path: str) -> str:
+    return osp.normcase(osp.realpath(osp.abspath(osp.expanduser(path))))
+
+
+def _is_within(path: str, root: str) -> bool:
+    try:
+        return osp.commonpath([path, root]) == root
+    except ValueError:  # different drives on Windows
+        return False
+
+
+def trusted_dirs_from_env(environ: Optional[dict] = None) -> List[str]:
+    """Trusted roots listed in ``$MMSNIPER_TRUSTED_CHECKPOINT_DIRS``."""
+    environ = os.environ if environ is None else environ
+    value = environ.get(TRUSTED_DIRS_ENV, '')
+    return [p for p in value.split(os.pathsep) if p.strip()]
+
+
+class CheckpointTrustPolicy:
+    """Which local checkpoint files may be fully unpickled.
+
+    Args:
+        trusted_dirs: roots; every file below one of them is trusted.
+        trusted_files: individual files the user named explicitly.
+        use_env: also trust the roots in ``$MMSNIPER_TRUSTED_CHECKPOINT_DIRS``
+            (read once, here).
+    """
+
+    def __init__(self,
+                 trusted_dirs: Iterable[Optional[str]] = (),
+                 trusted_files: Iterable[Optional[str]] = (),
+                 use_env: bool = True):
+        dirs = [d for d in trusted_dirs if d]
+        if use_env:
+            dirs += trusted_dirs_from_env()
+        self.trusted_dirs: List[str] = []
+        for d in dirs:
+            c = _canonical(d)
+            if c not in self.trusted_dirs:
+                self.trusted_dirs.append(c)
+        self.trusted_files: List[str] = []
+        for f in trusted_files:
+            if f:
+                c = _canonical(f)
+                if c not in self.trusted_files:
+                    self.trusted_files.append(c)
+
+    def why_trusted(self, filename: str) -> Optional[str]:
+        """A short reason if ``filename`` is trusted, else ``None``."""
+        path = _canonical(filename)
+        if path in self.trusted_files:
+            return 'named on the command line'
+        for root in self.trusted_dirs:
+            if _is_within(path, root):
+                return f'under trusted dir {root}'
+        return None
+
+    def is_trusted(self, filename: str) -> bool:
+        return self.why_trusted(filename) is not None
+
+    def __repr__(self) -> str:
+        return (f'{type(self).__name__}(trusted_dirs={self.trusted_dirs}, '
+                f'trusted_files={self.trusted_files})')
+
+
+def _untrusted_message(filename: str, reason: str,
+                       policy: CheckpointTrustPolicy) -> str:
+    folder = osp.dirname(osp.abspath(osp.expanduser(filename)))
+    roots = ', '.join(policy.trusted_dirs) or '(none)'
+    return (
+        f'Refusing to fully unpickle checkpoint {filename}: '
+        f'torch.load(weights_only=True) failed ({reason}) and the file is '
+        f'not trusted. Unpickling can run arbitrary code, so only do this '
+        f'for files you trust. To trust it, either pass '
+        f'`{TRUST_DIR_FLAG} {folder}` to tools/train.py or tools/test.py, '
+        f'or set {TRUSTED_DIRS_ENV}={folder} (several dirs separated by '
+        f"'{os.pathsep}'). Files named on the command line "
+        f'(`tools/train.py --resume PATH`, `tools/test.py CONFIG PATH`) are '
+        f'trusted already. Trusted dirs now: {roots}.')
+
+
+def load_local_checkpoint(filename: str,
+                          map_location=None,
+                          policy: Optional[CheckpointTrustPolicy] = None,
+                          logger='current'):
+    """Load a local checkpoint: weights-only first, full unpickle if trusted.
+
+    Mirrors mmengine's ``load_from_local`` (``~`` expansion, missing-file
+    error) with the trust rule of this module's docstring.
+    """
+    policy = CheckpointTrustPolicy() if policy is None else policy
+    filename = osp.expanduser(filename)
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'{filename} can not be found.')
+    if not _supports_weights_only():  # old torch: no weights-only mode
+        return torch.load(filename, map_location=map_location)
+    try:
+        return torch.load(
+            filename, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if not is_weights_only_error(exc):
+            raise
+        reason = _short_reason(exc)
+        why = policy.why_trusted(filename) or _torch_opt_out()
+        if why is None:
+            raise UntrustedCheckpointError(
+                _untrusted_message(filename, reason, policy)) from exc
+    print_log(
+        f'Checkpoint {filename} is not weights-only ({reason}); it is '
+        f'trusted ({why}), so it is loaded with torch.load('
+        f'weights_only=False).',
+        logger=logger,
+        level=logging.WARNING)
+    return torch.load(filename, map_location=map_location, weights_only=False)
+
+
+def _make_local_loader(policy: CheckpointTrustPolicy) -> Callable:
+
+    # The name matters: CheckpointLoader logs ``loader.__name__[10:]`` as
+    # the backend name ("Loads checkpoint by local backend ...").
+    def load_from_local(filename, map_location):
+        return load_local_checkpoint(filename, map_location, policy=policy)
+
+    load_from_local.__qualname__ = 'mmsniper.load_from_local'
+    load_from_local.mmsniper_trust_policy = policy  # type: ignore
+    return load_from_local
+
+
+@contextmanager
+def trusted_checkpoint_loading(trusted_dirs: Sequence[Optional[str]] = (),
+                               trusted_files: Sequence[Optional[str]] = (),
+                               use_env: bool = True
+                               ) -> Iterator[CheckpointTrustPolicy]:
+    """Route mmengine's local checkpoint loading through the trust policy.
+
+    Inside the ``with`` block, every ``mmengine.runner.CheckpointLoader``
+    load of a local path (``Runner.resume``, ``Runner.load_checkpoint``,
+    ``load_checkpoint``, ``Pretrained`` init of a local file) uses
+    :func:`load_local_checkpoint`; the previous local loader is restored on
+    exit, even on error. Nested use is fine (the inner policy wins while
+    it is active).
+
+    Example::
+
+        with trusted_checkpoint_loading(trusted_dirs=[cfg.work_dir],
+                                        trusted_files=[args.resume]):
+            runner = Runner.from_cfg(cfg)
+            runner.train()
+    """
+    policy = CheckpointTrustPolicy(trusted_dirs, trusted_files, use_env)
+    previous = CheckpointLoader._schemes.get(_LOCAL_SCHEME)
+    CheckpointLoader.register_scheme(
+        _LOCAL_SCHEME, _make_local_loader(policy), force=True)
+    try:
+        yield policy
+    finally:
+        if previous is not None:
+            CheckpointLoader.register_scheme(
+                _LOCAL_SCHEME, previous, force=True)
+        else:  # pragma: no cover - mmengine always registers one
+            CheckpointLoader._schemes.pop(_LOCAL_SCHEME, None)

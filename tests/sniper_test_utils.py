@@ -1,0 +1,100 @@
+# Copyright (c) mmsniper contributors. All rights reserved.
+"""Small COCO files for tests, written on the fly."""
+import json
+import os.path as osp
+
+import numpy as np
+
+
+def write_coco(path, images, classes=('a', 'b')):
+    """Write a COCO json.
+
+    Args:
+        path (str): Output file.
+        images (list[dict]): Each ``dict(file_name, width, height,
+            boxes=[[x1, y1, x2, y2], ...], labels=[...], crowd=[...])``.
+        classes (tuple): Category names.
+
+    Returns:
+        str: ``path``.
+    """
+    coco = dict(images=[], annotations=[], categories=[
+        dict(id=i + 1, name=name) for i, name in enumerate(classes)
+    ])
+    ann_id = 1
+    for img_id, img in enumerate(images, start=1):
+        coco['images'].append(
+            dict(id=img_id, file_name=img['file_name'], width=img['width'],
+                 height=img['height']))
+        boxes = img.get('boxes', [])
+        labels = img.get('labels', [0] * len(boxes))
+        crowd = img.get('crowd', [0] * len(boxes))
+        for box, label, iscrowd in zip(boxes, labels, crowd):
+            x1, y1, x2, y2 = box
+            coco['annotations'].append(
+                dict(id=ann_id, image_id=img_id, category_id=label + 1,
+                     bbox=[x1, y1, x2 - x1, y2 - y1],
+                     area=(x2 - x1) * (y2 - y1), iscrowd=iscrowd))
+            ann_id += 1
+    with open(path, 'w') as f:
+        json.dump(coco, f)
+    return path
+
+
+def random_images(num, seed=0, min_size=300, max_size=1800, max_boxes=25):
+    """Random image records with boxes of all sizes."""
+    rng = np.random.default_rng(seed)
+    images = []
+    for i in range(num):
+        width, height = rng.integers(min_size, max_size, size=2)
+        n = int(rng.integers(0, max_boxes))
+        side = np.exp(rng.uniform(np.log(4), np.log(min(width, height) / 2),
+                                  size=(n, 2)))
+        x1 = rng.uniform(0, width - side[:, 0])
+        y1 = rng.uniform(0, height - side[:, 1])
+        boxes = np.stack([x1, y1, x1 + side[:, 0], y1 + side[:, 1]], axis=1)
+        images.append(
+            dict(file_name=f'{i:04d}.jpg', width=int(width),
+                 height=int(height), boxes=np.round(boxes, 1).tolist(),
+                 labels=rng.integers(0, 2, size=n).tolist()))
+    return images
+
+
+def write_image_dataset(root, num_images=3, size=(360, 480), seed=0,
+                        classes=('a', 'b')):
+    """JPEG images with filled rectangles as objects, and their COCO json.
+
+    Args:
+        root (str): Output folder; images go to ``root/images``.
+        num_images (int): Number of images.
+        size (tuple): (height, width) of each image.
+        seed (int): Random seed.
+        classes (tuple): Category names.
+
+    Returns:
+        str: Path of ``root/ann.json``.
+    """
+    import os
+
+    import cv2
+    rng = np.random.default_rng(seed)
+    os.makedirs(osp.join(root, 'images'), exist_ok=True)
+    height, width = size
+    records = []
+    for i in range(num_images):
+        img = rng.integers(60, 120, size=(height, width, 3), dtype=np.uint8)
+        boxes, labels = [], []
+        for side in (12, 20, 48, 120):
+            x1 = int(rng.integers(0, width - side))
+            y1 = int(rng.integers(0, height - side))
+            label = int(rng.integers(0, len(classes)))
+            color = (255, 40, 40) if label == 0 else (40, 255, 255)
+            cv2.rectangle(img, (x1, y1), (x1 + side - 1, y1 + side - 1),
+                          color, -1)
+            boxes.append([x1, y1, x1 + side, y1 + side])
+            labels.append(label)
+        name = f'{i:04d}.jpg'
+        cv2.imwrite(osp.join(root, 'images', name), img)
+        records.append(dict(file_name=name, width=width, height=height,
+                            boxes=boxes, labels=labels))
+    return write_coco(osp.join(root, 'ann.json'), records, classes)

@@ -1,0 +1,165 @@
+# Copyright (c) mmsniper contributors. All rights reserved.
+"""Every shipped config loads, builds, and (shrunk) trains on chips."""
+import glob
+import math
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.runner import Runner
+from sniper_test_utils import write_image_dataset
+
+from mmdet.registry import DATASETS, MODELS
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs', 'sniper', '*.py')))
+CONFIG_IDS = [osp.basename(c) for c in CONFIGS]
+CLASSES = ('a', 'b')
+
+
+def test_configs_exist():
+    names = set(CONFIG_IDS)
+    assert {
+        'faster-rcnn_r50_fpn_sniper-1x_coco.py',
+        'faster-rcnn_r50_fpn_sniper-amp-1x_coco.py',
+        'retinanet_r50_fpn_sniper-1x_coco.py',
+        'faster-rcnn_r18-slim_fpn_sniper-demo_synthetic.py'
+    } <= names
+
+
+def point_at(cfg, root):
+    """Point every dataloader of ``cfg`` at the tiny dataset in ``root``."""
+    train = cfg.train_dataloader.dataset
+    assert train.type == 'SniperChipDataset'
+    train.dataset.update(
+        data_root=root, ann_file='ann.json', data_prefix=dict(img='images/'),
+        metainfo=dict(classes=CLASSES), filter_cfg=None)
+    for loader in (cfg.val_dataloader, cfg.test_dataloader):
+        loader.dataset.update(
+            data_root=root, ann_file='ann.json',
+            data_prefix=dict(img='images/'), metainfo=dict(classes=CLASSES))
+    for evaluator in (cfg.val_evaluator, cfg.test_evaluator):
+        evaluator.ann_file = osp.join(root, 'ann.json')
+
+
+def set_num_classes(model_cfg, num):
+    if 'roi_head' in model_cfg:
+        model_cfg.roi_head.bbox_head.num_classes = num
+    else:
+        model_cfg.bbox_head.num_classes = num
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=CONFIG_IDS)
+def test_config_builds_model_and_datasets(path, tmp_path):
+    cfg = Config.fromfile(path)
+    assert 'mmsniper' in cfg.custom_imports['imports']
+    write_image_dataset(str(tmp_path), num_images=2)
+    point_at(cfg, str(tmp_path))
+    model = MODELS.build(cfg.model)
+    assert sum(p.numel() for p in model.parameters()) > 0
+    train = DATASETS.build(cfg.train_dataloader.dataset)
+    assert len(train) > 0 and train.chip_table(0).is_negative.sum() == 0
+    sample = train[0]
+    assert sample['inputs'].shape[1:] == (train.chip_size, train.chip_size)
+    assert 'chip_valid_range' in sample['data_samples'].metainfo
+    val = DATASETS.build(cfg.val_dataloader.dataset)
+    assert len(val) == 2
+
+
+@pytest.mark.parametrize(
+    'path', [c for c in CONFIGS if '-amp-' in c],
+    ids=[osp.basename(c) for c in CONFIGS if '-amp-' in c])
+def test_amp_configs_need_a_gpu_but_the_rest_builds(path, tmp_path):
+    cfg = Config.fromfile(path)
+    assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
+    write_image_dataset(str(tmp_path), num_images=2)
+    point_at(cfg, str(tmp_path))
+    cfg.work_dir = str(tmp_path / 'work')
+    runner = Runner.from_cfg(cfg)
+    runner.model  # the model is built with the runner
+    assert len(runner.train_dataloader) > 0
+    if not torch.cuda.is_available():
+        with pytest.raises(AssertionError, match='gpu'):
+            runner.build_optim_wrapper(cfg.optim_wrapper)
+    else:
+        runner.build_optim_wrapper(cfg.optim_wrapper)
+
+
+def shrink(cfg, root, work_dir):
+    """A CPU-sized copy of a COCO SNIPER config: 2 iterations on chips."""
+    point_at(cfg, root)
+    cfg.model.backbone.update(
+        depth=18, base_channels=16, init_cfg=None, frozen_stages=-1,
+        norm_eval=False)
+    cfg.model.neck.update(in_channels=[16, 32, 64, 128], out_channels=32)
+    if 'rpn_head' in cfg.model:
+        cfg.model.rpn_head.update(in_channels=32, feat_channels=32)
+        cfg.model.roi_head.bbox_roi_extractor.out_channels = 32
+        cfg.model.roi_head.bbox_head.update(in_channels=32,
+                                            fc_out_channels=64)
+    else:
+        cfg.model.bbox_head.update(in_channels=32, feat_channels=32,
+                                   stacked_convs=1)
+    set_num_classes(cfg.model, len(CLASSES))
+    train = cfg.train_dataloader
+    train.update(batch_size=2, num_workers=0, persistent_workers=False)
+    train.dataset.update(chip_size=160, scales=[2.0, 1.0, (-1, 160)],
+                         valid_ranges=[(-1, 40), (16, 100), (60, -1)])
+    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=2,
+                         val_interval=100)
+    cfg.param_scheduler = []
+    cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
+    cfg.test_dataloader = cfg.test_cfg = cfg.test_evaluator = None
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=2,
+                                        by_epoch=False)
+    cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
+    cfg.log_processor = dict(by_epoch=False)
+    cfg.work_dir = work_dir
+    return cfg
+
+
+class LossRecorder:
+    """Wraps ``model.loss`` to record every loss value."""
+
+    def __init__(self, model):
+        self.values = []
+        self._loss = model.loss
+        model.loss = self
+
+    def __call__(self, *args, **kwargs):
+        losses = self._loss(*args, **kwargs)
+        for name, value in losses.items():
+            if 'loss' in name:
+                items = value if isinstance(value, list) else [value]
+                self.values += [float(v.detach().sum()) for v in items]
+        return losses
+
+
+@pytest.mark.parametrize('name', [
+    'faster-rcnn_r50_fpn_sniper-1x_coco.py',
+    'retinanet_r50_fpn_sniper-1x_coco.py'
+])
+def test_two_training_iterations_on_chips(name, tmp_path):
+    root = str(tmp_path / 'data')
+    write_image_dataset(root, num_images=3, size=(300, 420))
+    cfg = shrink(Config.fromfile(osp.join(ROOT, 'configs', 'sniper', name)),
+                 root, str(tmp_path / 'work'))
+    runner = Runner.from_cfg(cfg)
+    recorder = LossRecorder(runner.model)
+    seen = []
+    loader = runner.train_dataloader
+    assert type(loader.batch_sampler.sampler).__name__ == 'SniperChipSampler'
+    original_forward = runner.model.data_preprocessor.forward
+
+    def spy(data, training=False):
+        out = original_forward(data, training)
+        seen.append(tuple(out['inputs'].shape))
+        return out
+
+    runner.model.data_preprocessor.forward = spy
+    runner.train()
+    assert runner.iter == 2
+    assert seen and all(shape[-2:] == (160, 160) for shape in seen)
+    assert recorder.values and all(math.isfinite(v) for v in recorder.values)
+    assert osp.exists(osp.join(cfg.work_dir, 'iter_2.pth'))

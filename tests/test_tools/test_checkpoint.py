@@ -1,0 +1,264 @@
+"""Trust-aware checkpoint loading (mmsniper.utils.checkpoint).
+
+Unit tests run in-process; the last test drives ``tools/train.py`` with a
+``load_from`` checkpoint outside every trusted root.
+"""
+import importlib.util
+import os
+import pickle
+import sys
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from mmengine.logging import HistoryBuffer
+from mmengine.utils import digit_version
+from mmengine.runner.checkpoint import (CheckpointLoader, _load_checkpoint,
+                                        load_checkpoint)
+
+import mmsniper.utils.checkpoint as ckpt_mod
+from mmsniper.utils import (TRUSTED_DIRS_ENV, CheckpointTrustPolicy,
+                            UntrustedCheckpointError, is_weights_only_error,
+                            load_local_checkpoint, trusted_checkpoint_loading)
+
+
+def _load_helper():
+    name = 'mmsniper_test_tools_tiny_coco'
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            name,
+            Path(__file__).with_name('tiny_coco.py'))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+tc = _load_helper()
+
+
+def _mmengine_like_checkpoint(path: Path, model=None) -> Path:
+    """What CheckpointHook writes, in miniature: weights plus non-tensor
+    state (the HistoryBuffer of the brief's error, numpy arrays)."""
+    model = torch.nn.Linear(3, 2) if model is None else model
+    buf = HistoryBuffer()
+    buf.update(1.5)
+    torch.save(
+        dict(
+            meta=dict(epoch=0, iter=2, seed=0),
+            state_dict=OrderedDict(model.state_dict()),
+            message_hub=dict(
+                log_scalars={'train/loss': buf},
+                runtime_info={'iter_arr': np.arange(3)})), path)
+    return path
+
+
+def _weights_only_checkpoint(path: Path) -> Path:
+    torch.save({'state_dict': torch.nn.Linear(3, 2).state_dict()}, path)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def no_env_roots(monkeypatch):
+    """No trust (or distrust) inherited from the caller's environment."""
+    for var in (TRUSTED_DIRS_ENV, 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD',
+                'TORCH_FORCE_WEIGHTS_ONLY_LOAD'):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture
+def warnings_log(monkeypatch):
+    calls = []
+
+    def fake_print_log(msg, **kwargs):
+        calls.append((msg, kwargs))
+
+    monkeypatch.setattr(ckpt_mod, 'print_log', fake_print_log)
+    return calls
+
+
+def test_runs_the_checkout_copy():
+    # a stale installed copy in site-packages must not be the one tested
+    repo = Path(__file__).resolve().parents[2]
+    assert Path(ckpt_mod.__file__).resolve().is_relative_to(repo)
+
+
+def test_default_torch_load_fails_as_in_the_brief(tmp_path, no_env_roots):
+    """Guard: what this module works around is real on this torch."""
+    path = _mmengine_like_checkpoint(tmp_path / 'ckpt.pth')
+    if digit_version(torch.__version__) < digit_version('2.6.0'):
+        pytest.skip('torch < 2.6 does not default to weights_only=True')
+    with pytest.raises(pickle.UnpicklingError) as err:
+        torch.load(path)
+    assert is_weights_only_error(err.value)
+    assert 'HistoryBuffer' in str(err.value)
+
+
+def test_weights_only_file_loads_from_anywhere(tmp_path, no_env_roots,
+                                               warnings_log):
+    path = _weights_only_checkpoint(tmp_path / 'plain.pth')
+    ckpt = load_local_checkpoint(str(path), 'cpu', CheckpointTrustPolicy())
+    assert set(ckpt['state_dict']) == {'weight', 'bias'}
+    assert warnings_log == []
+
+
+def test_untrusted_full_checkpoint_raises_clear_error(tmp_path, no_env_roots):
+    outside = tmp_path / 'downloads'
+    outside.mkdir()
+    path = _mmengine_like_checkpoint(outside / 'ckpt.pth')
+    policy = CheckpointTrustPolicy(trusted_dirs=[tmp_path / 'work_dir'])
+    with pytest.raises(UntrustedCheckpointError) as err:
+        load_local_checkpoint(str(path), 'cpu', policy)
+    msg = str(err.value)
+    assert str(path) in msg
+    assert f'--trust-checkpoint-dir {outside}' in msg
+    assert f'{TRUSTED_DIRS_ENV}={outside}' in msg
+    assert 'trusted already' in msg
+    assert 'mmengine.logging.history_buffer.HistoryBuffer' in msg
+    assert is_weights_only_error(err.value.__cause__)
+
+
+def test_trusted_dir_falls_back_with_one_warning(tmp_path, no_env_roots,
+                                                 warnings_log):
+    work_dir = tmp_path / 'work_dir'
+    (work_dir / 'sub').mkdir(parents=True)
+    path = _mmengine_like_checkpoint(work_dir / 'sub' / 'iter_2.pth')
+    policy = CheckpointTrustPolicy(trusted_dirs=[str(work_dir)])
+    ckpt = load_local_checkpoint(str(path), 'cpu', policy)
+    assert ckpt['meta']['iter'] == 2
+    assert isinstance(ckpt['message_hub']['log_scalars']['train/loss'],
+                      HistoryBuffer)
+    assert len(warnings_log) == 1
+    msg, kwargs = warnings_log[0]
+    assert str(path) in msg and 'weights_only=False' in msg
+    assert '\n' not in msg
+    assert kwargs['level'] == 30  # logging.WARNING
+
+
+def test_explicit_file_is_trusted_but_not_its_neighbours(
+        tmp_path, no_env_roots, warnings_log):
+    named = _mmengine_like_checkpoint(tmp_path / 'named.pth')
+    other = _mmengine_like_checkpoint(tmp_path / 'other.pth')
+    policy = CheckpointTrustPolicy(trusted_files=[str(named)])
+    assert load_local_checkpoint(str(named), 'cpu', policy)['meta']
+    assert 'named on the command line' in warnings_log[0][0]
+    with pytest.raises(UntrustedCheckpointError):
+        load_local_checkpoint(str(other), 'cpu', policy)
+
+
+def test_env_var_roots(tmp_path, monkeypatch, warnings_log):
+    a, b = tmp_path / 'a', tmp_path / 'b'
+    a.mkdir()
+    b.mkdir()
+    path = _mmengine_like_checkpoint(b / 'ckpt.pth')
+    monkeypatch.setenv(TRUSTED_DIRS_ENV, f'{a}{os.pathsep}{b}')
+    assert load_local_checkpoint(str(path), 'cpu', CheckpointTrustPolicy())
+    with pytest.raises(UntrustedCheckpointError):
+        load_local_checkpoint(
+            str(path), 'cpu', CheckpointTrustPolicy(use_env=False))
+
+
+def test_torch_process_wide_opt_out_is_honoured(tmp_path, no_env_roots,
+                                                monkeypatch, warnings_log):
+    path = _mmengine_like_checkpoint(tmp_path / 'ckpt.pth')
+    monkeypatch.setenv('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
+    assert load_local_checkpoint(str(path), 'cpu', CheckpointTrustPolicy())
+    assert 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD' in warnings_log[0][0]
+
+
+def test_trust_is_by_real_path(tmp_path, no_env_roots):
+    root = tmp_path / 'work'
+    root.mkdir()
+    sibling = tmp_path / 'work2'
+    sibling.mkdir()
+    outside = _mmengine_like_checkpoint(tmp_path / 'outside.pth')
+    (root / 'link.pth').symlink_to(outside)
+    policy = CheckpointTrustPolicy(trusted_dirs=[str(root)])
+    assert policy.is_trusted(str(root / 'x' / 'iter_1.pth'))
+    # prefix of the name is not containment
+    assert not policy.is_trusted(str(sibling / 'iter_1.pth'))
+    # '..' and symlinks are resolved before the check
+    assert not policy.is_trusted(str(root / '..' / 'outside.pth'))
+    assert not policy.is_trusted(str(root / 'link.pth'))
+    with pytest.raises(UntrustedCheckpointError):
+        load_local_checkpoint(str(root / 'link.pth'), 'cpu', policy)
+
+
+def test_missing_file(tmp_path, no_env_roots):
+    with pytest.raises(FileNotFoundError):
+        load_local_checkpoint(str(tmp_path / 'nope.pth'), 'cpu')
+
+
+def test_context_manager_is_scoped_and_restores(tmp_path, no_env_roots,
+                                                warnings_log):
+    original = CheckpointLoader._schemes['']
+    path = _mmengine_like_checkpoint(tmp_path / 'ckpt.pth')
+    with trusted_checkpoint_loading(trusted_dirs=[str(tmp_path)]) as policy:
+        assert CheckpointLoader._schemes[''] is not original
+        assert policy.is_trusted(str(path))
+        # mmengine's own entry points go through the policy
+        model = torch.nn.Linear(3, 2)
+        load_checkpoint(model, str(path), map_location='cpu')
+        assert _load_checkpoint(str(path), 'cpu')['meta']['iter'] == 2
+        # remote schemes keep mmengine's loaders
+        assert CheckpointLoader._get_checkpoint_loader(
+            'https://x/y.pth') is not CheckpointLoader._schemes['']
+    assert CheckpointLoader._schemes[''] is original
+    # outside the block nothing is trusted any more (torch's default)
+    if digit_version(torch.__version__) >= digit_version('2.6.0'):
+        with pytest.raises(pickle.UnpicklingError):
+            _load_checkpoint(str(path), 'cpu')
+
+
+def test_context_manager_restores_on_error_and_nests(tmp_path, no_env_roots,
+                                                     warnings_log):
+    original = CheckpointLoader._schemes['']
+    path = _mmengine_like_checkpoint(tmp_path / 'ckpt.pth')
+    with pytest.raises(UntrustedCheckpointError):
+        with trusted_checkpoint_loading(trusted_dirs=[str(tmp_path)]):
+            inner_root = tmp_path / 'elsewhere'
+            with trusted_checkpoint_loading(trusted_dirs=[inner_root]):
+                _load_checkpoint(str(path), 'cpu')
+    assert CheckpointLoader._schemes[''] is original
+
+
+def test_loaded_weights_are_the_saved_ones(tmp_path, no_env_roots,
+                                           warnings_log):
+    src = torch.nn.Linear(3, 2)
+    path = _mmengine_like_checkpoint(tmp_path / 'ckpt.pth', model=src)
+    dst = torch.nn.Linear(3, 2)
+    with trusted_checkpoint_loading(trusted_files=[str(path)]):
+        load_checkpoint(dst, str(path), map_location='cpu')
+    assert torch.equal(dst.weight, src.weight)
+
+
+def test_load_from_outside_trusted_roots_via_train_py(tmp_path):
+    """(d) ``load_from`` of an untrusted, non-weights-only checkpoint fails
+    with the clear message; ``--trust-checkpoint-dir`` makes it work."""
+    tc.make_tiny_coco(tmp_path / 'data')
+    cfg = tc.write_tiny_config(
+        tmp_path / 'tiny_cfg.py', tmp_path / 'data', max_iters=1)
+    outside = tmp_path / 'downloads'
+    outside.mkdir()
+    ckpt = _mmengine_like_checkpoint(outside / 'pretrained.pth')
+    opts = ['--cfg-options', f'load_from={ckpt}']
+
+    res = tc.run(tc.train_cmd(cfg, tmp_path / 'wd_untrusted', *opts))
+    assert res.returncode != 0, res.describe()
+    assert 'UntrustedCheckpointError' in res.stderr, res.describe()
+    assert f'Refusing to fully unpickle checkpoint {ckpt}' in res.stderr
+    assert f'--trust-checkpoint-dir {outside}' in res.stderr
+    print(f'untrusted load_from run: {res.seconds:.1f}s')
+
+    work_dir = tmp_path / 'wd_trusted'
+    res = tc.run_ok(
+        tc.train_cmd(cfg, work_dir, *opts, '--trust-checkpoint-dir',
+                     str(outside)))
+    log = tc.read_logs(work_dir)
+    assert f'Checkpoint {ckpt} is not weights-only' in log
+    assert f'trusted (under trusted dir {outside})' in log
+    assert f'Load checkpoint from {ckpt}' in log
+    assert (work_dir / 'iter_1.pth').is_file()
+    print(f'trusted load_from run: {res.seconds:.1f}s')

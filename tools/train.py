@@ -1,0 +1,176 @@
+#!/usr/bin/env python
+"""Train a detector with mmsniper.
+
+Same interface as MMDetection 3.x's ``tools/train.py``::
+
+    python tools/train.py CONFIG [--work-dir DIR] [--amp] [--auto-scale-lr]
+        [--resume [CHECKPOINT]] [--cfg-options KEY=VALUE ...]
+        [--launcher {none,pytorch,slurm,mpi}] [--local_rank N]
+        [--trust-checkpoint-dir DIR ...]
+
+It runs from a source checkout without installing mmsniper. Checkpoint
+loading (``--resume``, ``load_from``) goes through
+:mod:`mmsniper.utils.checkpoint`: see its docstring for when a checkpoint is
+unpickled with ``weights_only=False``.
+"""
+import argparse
+import logging
+import os
+import os.path as osp
+import sys
+from pathlib import Path
+
+# Make ``import mmsniper`` work from a plain checkout (no ``pip install``).
+REPO_ROOT = str(Path(__file__).resolve().parents[1])
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+
+from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.logging import print_log  # noqa: E402
+from mmengine.runner import Runner  # noqa: E402
+
+from mmdet.registry import RUNNERS  # noqa: E402
+from mmdet.utils import setup_cache_size_limit_of_dynamo  # noqa: E402
+
+import mmsniper  # noqa: E402,F401  (registers mmsniper's components)
+from mmsniper import utils as sniper_utils  # noqa: E402
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Train a detector (mmsniper)')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument(
+        '--amp',
+        action='store_true',
+        default=False,
+        help='enable automatic-mixed-precision (fp16) training; needs a GPU')
+    parser.add_argument(
+        '--auto-scale-lr',
+        action='store_true',
+        help='enable automatically scaling LR')
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        type=str,
+        const='auto',
+        help='resume from this checkpoint; without a path, resume from the '
+        'latest checkpoint in the work dir. A path given here is trusted '
+        '(may be fully unpickled).')
+    parser.add_argument(
+        sniper_utils.TRUST_DIR_FLAG,
+        dest='trust_checkpoint_dir',
+        action='append',
+        default=[],
+        metavar='DIR',
+        help='trust checkpoints under DIR: if they are not weights-only they '
+        'may be loaded with torch.load(weights_only=False). Repeatable. '
+        f'Also read from ${sniper_utils.TRUSTED_DIRS_ENV} '
+        '(os.pathsep-separated). The work dir is always trusted.')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override some settings in the used config, the key-value pair '
+        'in xxx=yyy format will be merged into config file. If the value to '
+        'be overwritten is a list, it should be like key="[a,b]" or key=a,b '
+        'It also allows nested list/tuple values, e.g. key="[(a,b),(c,d)]" '
+        'Note that the quotation marks are necessary and that no white space '
+        'is allowed.')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    # torch.distributed.launch passes --local-rank (torch >= 2.0) or
+    # --local_rank; torchrun only sets $LOCAL_RANK.
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return parser, args
+
+
+def main(argv=None):
+    parser, args = parse_args(argv)
+
+    # Reduce the number of repeated compilations and improve training speed
+    # (only matters with ``compile=True``).
+    setup_cache_size_limit_of_dynamo()
+
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+
+    # work_dir priority: CLI > config > ./work_dirs/<config name>
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+
+    if args.amp:
+        optim_wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
+        if optim_wrapper == 'AmpOptimWrapper':
+            print_log(
+                'AMP training is already enabled in your config.',
+                logger='current',
+                level=logging.WARNING)
+        elif optim_wrapper != 'OptimWrapper':
+            parser.error('--amp is only supported when the optimizer wrapper '
+                         f'type is OptimWrapper, but got {optim_wrapper}.')
+        else:
+            cfg.optim_wrapper.type = 'AmpOptimWrapper'
+            cfg.optim_wrapper.loss_scale = 'dynamic'
+    # fail now, not after building datasets and the model
+    if cfg.get('optim_wrapper', {}).get('type') == 'AmpOptimWrapper':
+        amp_error = sniper_utils.check_amp_available()
+        if amp_error is not None:
+            parser.error(amp_error)
+
+    if args.auto_scale_lr:
+        if ('auto_scale_lr' in cfg and 'enable' in cfg.auto_scale_lr
+                and 'base_batch_size' in cfg.auto_scale_lr):
+            cfg.auto_scale_lr.enable = True
+        else:
+            raise RuntimeError('Can not find "auto_scale_lr" or '
+                               '"auto_scale_lr.enable" or '
+                               '"auto_scale_lr.base_batch_size" in your '
+                               'configuration file.')
+
+    # resume priority: explicit checkpoint > auto resume from work_dir
+    explicit_ckpt = None
+    if args.resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif args.resume is not None:
+        cfg.resume = True
+        cfg.load_from = explicit_ckpt = args.resume
+
+    with sniper_utils.trusted_checkpoint_loading(
+            trusted_dirs=[cfg.work_dir, *args.trust_checkpoint_dir],
+            trusted_files=[explicit_ckpt]):
+        # CPU-only multi-process runs: gloo + DDP without device_ids
+        sniper_utils.setup_cpu_distributed(cfg, args.launcher)
+
+        if 'runner_type' not in cfg:
+            runner = Runner.from_cfg(cfg)
+        else:
+            runner = RUNNERS.build(cfg)
+        # which copy runs matters: a checkout can sit beside an installed one
+        runner.logger.info(
+            f"mmsniper {getattr(mmsniper, '__version__', '?')} imported "
+            f'from {list(mmsniper.__path__)[0]}')
+        if args.launcher != 'none':
+            runner.logger.info(f'launcher: {args.launcher}, world_size: '
+                               f'{runner.world_size}')
+        runner.train()
+
+
+if __name__ == '__main__':
+    try:
+        main()
+    except sniper_utils.UntrustedCheckpointError as exc:
+        # the message says what to do; the traceback would only bury it
+        sys.exit(f'tools/train.py: error: UntrustedCheckpointError: {exc}')
