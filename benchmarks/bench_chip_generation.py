@@ -16,20 +16,26 @@ Usage::
 import argparse
 import json
 import os.path as osp
+import sys
 import time
 
 import numpy as np
 
-from mmsniper.chips import (candidate_chips, chip_driving_mask,
-                            compute_scale_factors, generate_positive_chips)
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)  # benchmark the working tree
+
+from mmsniper.chips import (
+    candidate_chips,
+    chip_driving_mask,  # noqa: E402
+    compute_scale_factors,
+    generate_positive_chips)
 
 SCALES = (3.0, 1.667, (-1, 512))
 VALID_RANGES = ((-1, 80), (32, 150), (120, -1))
 CHIP_SIZE = 512
 STRIDE = 32
 COCO_TRAIN_IMAGES = 118_287
-SHARED_DATA = osp.join(osp.dirname(osp.abspath(__file__)), '..', '..',
-                       'shared', 'data')
+SHARED_DATA = osp.join(REPO_ROOT, '..', 'shared', 'data')
 ANNOTATION_FILES = {
     'coco_val2014_100img':
     'coco_val2014_100img_ann/coco_val2014_100img/'
@@ -81,8 +87,9 @@ def synthetic_workload(num_images=200, seed=0):
         num_boxes = rng.poisson(7)
         sizes = np.exp(rng.uniform(np.log(4), np.log(400), (num_boxes, 2)))
         corners = rng.uniform(0, 1, (num_boxes, 2)) * [width, height]
-        images.append(((height, width),
-                       np.concatenate([corners, corners + sizes], axis=1)))
+        images.append(
+            ((height, width), np.concatenate([corners, corners + sizes],
+                                             axis=1)))
     return images
 
 
@@ -128,74 +135,108 @@ def naive_positive_chips(gt_bboxes, image_size):
             picks.append(best)
             covered = chip_matches[best]
             chip_matches = [matches - covered for matches in chip_matches]
-        result.append(
-            np.minimum(chips[picks] / factor, [width, height] * 2))
+        result.append(np.minimum(chips[picks] / factor, [width, height] * 2))
     return result
 
 
-def time_run(function, images):
-    """Run ``function`` on every image.
+def time_run(function, images, max_seconds=float('inf')):
+    """Run ``function`` on the images, stopping after ``max_seconds``.
 
     Returns:
-        tuple[float, int]: Seconds taken and total number of chips.
+        tuple[int, float, float, int]: Images done, wall seconds, CPU
+        seconds of this process and total number of chips.
     """
-    num_chips = 0
-    start = time.perf_counter()
+    num_chips = num_done = 0
+    start_wall, start_cpu = time.perf_counter(), time.process_time()
     for image_size, gt_bboxes in images:
         num_chips += sum(
             len(chips) for chips in function(gt_bboxes, image_size))
-    return time.perf_counter() - start, num_chips
+        num_done += 1
+        if time.perf_counter() - start_wall > max_seconds:
+            break
+    return (num_done, time.perf_counter() - start_wall,
+            time.process_time() - start_cpu, num_chips)
 
 
-def fast_positive_chips(gt_bboxes, image_size):
+def fast_positive_chips(gt_bboxes, image_size, rng=None):
     """:func:`generate_positive_chips` with the reference COCO setup."""
-    return generate_positive_chips(gt_bboxes, image_size, SCALES,
-                                   VALID_RANGES, CHIP_SIZE, STRIDE)
+    return generate_positive_chips(gt_bboxes, image_size, SCALES, VALID_RANGES,
+                                   CHIP_SIZE, STRIDE, rng)
 
 
-def benchmark(name, images, num_images, num_naive):
+def report(label, num_images, wall_seconds, cpu_seconds, num_chips):
+    """Print one timing line.
+
+    Returns:
+        tuple[float, float]: Images per wall-clock second and per CPU
+        second of this process.
+    """
+    rate = num_images / wall_seconds
+    print(f'  {label:<22}: {num_images:6d} images in {wall_seconds:7.2f} s '
+          f'(CPU {cpu_seconds:7.2f} s), {rate:8.0f} images/s, '
+          f'{num_chips / num_images:.2f} chips/image')
+    return rate, num_images / cpu_seconds
+
+
+def benchmark(name, images, num_images, num_naive, naive_seconds):
     """Time fast and naive chip generation on one workload and print."""
     workload = replicate(images, num_images)
     num_boxes = sum(len(boxes) for _, boxes in workload)
-    fast_seconds, fast_chips = time_run(fast_positive_chips, workload)
-    subset = workload[:num_naive]
-    naive_seconds, naive_chips = time_run(naive_positive_chips, subset)
-    subset_fast_seconds, subset_fast_chips = time_run(fast_positive_chips,
-                                                      subset)
-    fast_rate = num_images / fast_seconds
-    naive_rate = len(subset) / naive_seconds
     print(f'[{name}] {len(images)} distinct images replicated to '
           f'{num_images} ({num_boxes} boxes, '
           f'{num_boxes / num_images:.1f} per image)')
-    print(f'  fast : {fast_seconds:7.2f} s, {fast_rate:9.0f} images/s, '
-          f'{fast_chips / num_images:.2f} chips/image')
-    print(f'  naive: {naive_seconds:7.2f} s on {len(subset)} images, '
-          f'{naive_rate:9.0f} images/s, '
-          f'{naive_chips / len(subset):.2f} chips/image')
-    print(f'  speed ratio fast/naive: {fast_rate / naive_rate:.1f}x; same '
-          f'chip count on the subset: {subset_fast_chips == naive_chips} '
-          f'({subset_fast_chips} vs {naive_chips}, fast '
-          f'{subset_fast_seconds:.2f} s)')
-    print(f'  extrapolated to {COCO_TRAIN_IMAGES} images: '
-          f'{COCO_TRAIN_IMAGES / fast_rate:.1f} s fast, '
-          f'{COCO_TRAIN_IMAGES / naive_rate:.1f} s naive (one core)')
+    fast_rate, fast_cpu_rate = report('fast',
+                                      *time_run(fast_positive_chips, workload))
+    rng = np.random.default_rng(0)
+    report(
+        'fast, random ties',
+        *time_run(lambda boxes, size: fast_positive_chips(boxes, size, rng),
+                  workload))
+    naive_done, naive_wall, naive_cpu, naive_chips = time_run(
+        naive_positive_chips, workload[:num_naive], naive_seconds)
+    naive_rate, naive_cpu_rate = report('naive (K x N, sets)', naive_done,
+                                        naive_wall, naive_cpu, naive_chips)
+    subset_chips = time_run(fast_positive_chips, workload[:naive_done])[3]
+    print(f'  speed ratio fast/naive: {fast_rate / naive_rate:.1f}x wall, '
+          f'{fast_cpu_rate / naive_cpu_rate:.1f}x CPU; same chips on the '
+          f'naive subset: {subset_chips == naive_chips} '
+          f'({subset_chips} vs {naive_chips})')
+    print(f'  extrapolated to {COCO_TRAIN_IMAGES} such images (one core): '
+          f'fast {COCO_TRAIN_IMAGES / fast_rate:.1f} s wall, '
+          f'{COCO_TRAIN_IMAGES / fast_cpu_rate:.1f} s CPU; naive '
+          f'{COCO_TRAIN_IMAGES / naive_rate:.0f} s wall, '
+          f'{COCO_TRAIN_IMAGES / naive_cpu_rate:.0f} s CPU')
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--num-images', type=int, default=20000,
-                        help='images per workload after replication')
-    parser.add_argument('--num-naive', type=int, default=1000,
-                        help='images of the subset timed for the baseline')
-    parser.add_argument('--data-root', default=SHARED_DATA,
-                        help='folder holding the annotation files')
+    parser.add_argument(
+        '--num-images',
+        type=int,
+        default=20000,
+        help='images per workload after replication')
+    parser.add_argument(
+        '--num-naive',
+        type=int,
+        default=1000,
+        help='most images timed for the naive baseline')
+    parser.add_argument(
+        '--naive-seconds',
+        type=float,
+        default=20.0,
+        help='time budget of the naive baseline per '
+        'workload')
+    parser.add_argument(
+        '--data-root',
+        default=SHARED_DATA,
+        help='folder holding the annotation files')
     return parser.parse_args()
 
 
 def main():
     args = parse_args()
     print(f'scales {SCALES}, valid ranges {VALID_RANGES}, chip {CHIP_SIZE},'
-          f' stride {STRIDE}')
+          f' stride {STRIDE}; one process, numpy {np.__version__}')
     workloads = {}
     for name, relative_path in ANNOTATION_FILES.items():
         path = osp.join(args.data_root, relative_path)
@@ -207,7 +248,7 @@ def main():
         workloads['synthetic'] = synthetic_workload()
     for name, images in workloads.items():
         benchmark(name, images, args.num_images,
-                  min(args.num_naive, args.num_images))
+                  min(args.num_naive, args.num_images), args.naive_seconds)
 
 
 if __name__ == '__main__':

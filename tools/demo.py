@@ -49,12 +49,13 @@ def build_config(args):
         evaluator.ann_file = osp.join(data_root, 'annotations', 'val.json')
     if args.max_iters is not None:
         cfg.train_cfg.max_iters = args.max_iters
-        cfg.train_cfg.val_interval = args.max_iters
         cfg.default_hooks.checkpoint.interval = args.max_iters
         warmup = min(50, max(1, args.max_iters // 4))
         cfg.param_scheduler[0].end = warmup
         cfg.param_scheduler[1].begin = warmup
         cfg.param_scheduler[1].end = args.max_iters
+    # The demo evaluates once, after training, with runner.test().
+    cfg.train_cfg.val_interval = cfg.train_cfg.max_iters + 1
     cfg.work_dir = args.work_dir
     return cfg
 
@@ -68,7 +69,7 @@ def draw_predictions(model, cfg, img_path, out_file, score_thr=0.3):
     result = inference_detector(model, img_path)
     visualizer = VISUALIZERS.build(
         dict(type='DetLocalVisualizer', name='mmsniper_demo'))
-    visualizer.dataset_meta = model.dataset_meta
+    visualizer.dataset_meta = dict(classes=tuple(cfg.classes))
     image = mmcv.imread(img_path, channel_order='rgb')
     visualizer.add_datasample(
         'prediction', image, data_sample=result, draw_gt=False,
@@ -83,9 +84,12 @@ def results_table(stats, metrics, data_stats, timings, max_iters):
          f'{100 * data_stats["fraction_small"]:.0f}% under 32 px)'),
         ('positive chips (per scale)', f'{stats["num_chips"]} '
          f'{stats["chips_per_scale"]}, {stats["chips_per_image"]:.1f}/image'),
-        ('chip px per image vs one 800x1333 resize',
-         f'{stats["chip_pixels_per_image"] / 1e6:.2f} M vs '
-         f'{stats["resize_800x1333_pixels_per_image"] / 1e6:.2f} M'),
+        ('px per training image: chips / whole image at the finest scale '
+         '/ one 800x1333 resize', ' / '.join(
+             f'{stats[k] / 1e6:.2f} M'
+             for k in ('chip_pixels_per_image',
+                       'finest_scale_pixels_per_image',
+                       'resize_800x1333_pixels_per_image'))),
         ('training iterations (batch 2 chips)', str(max_iters)),
         ('bbox AP / AP50 / AP_small / AP_medium / AP_large',
          ' / '.join(f'{metrics.get("coco/bbox_" + k, float("nan")):.3f}'

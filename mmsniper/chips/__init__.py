@@ -2,12 +2,16 @@
 """Chip geometry for SNIPER: pure numpy, no mmdet/mmcv/torch import.
 
 Scales and valid ranges (:mod:`.scales`), the candidate chip grid
-(:mod:`.geometry`), greedy cover and assignment (:mod:`.cover`) and
-positive chips (:mod:`.positive`).
+(:mod:`.geometry`), greedy cover and assignment (:mod:`.cover`), the fast
+cover of a grid (:mod:`.grid_cover`), positive chips (:mod:`.positive`) and
+negative chips mined from proposals (:mod:`.negative`).
 """
-from .cover import assign_boxes_to_chips, greedy_cover, grid_greedy_cover
+from .cover import assign_boxes_to_chips, greedy_cover
 from .geometry import (FIT_TOLERANCE, candidate_chip_origins, candidate_chips,
                        check_bboxes, clip_bboxes, containment_matrix)
+from .grid_cover import grid_greedy_cover
+from .negative import (generate_negative_chips, generate_negative_scale_chips,
+                       negative_proposal_mask)
 from .positive import (MIN_BOX_SIDE, ScaleChips, chip_driving_mask,
                        generate_multiscale_chips, generate_positive_chips,
                        generate_scale_chips)
@@ -19,8 +23,9 @@ __all__ = [
     'compute_scale_factor', 'compute_scale_factors', 'box_sqrt_areas',
     'in_valid_range', 'normalize_valid_range', 'normalize_valid_ranges',
     'chip_driving_mask', 'candidate_chip_origins', 'candidate_chips',
-    'greedy_cover', 'grid_greedy_cover', 'assign_boxes_to_chips',
-    'ScaleChips', 'generate_scale_chips', 'generate_multiscale_chips',
-    'generate_positive_chips', 'check_bboxes', 'clip_bboxes',
+    'greedy_cover', 'grid_greedy_cover', 'assign_boxes_to_chips', 'ScaleChips',
+    'generate_scale_chips', 'generate_multiscale_chips',
+    'generate_positive_chips', 'generate_negative_chips',
+    'generate_negative_scale_chips', 'negative_proposal_mask', 'check_bboxes', 'clip_bboxes',
     'containment_matrix', 'FIT_TOLERANCE', 'MIN_BOX_SIDE'
 ]

@@ -9,10 +9,16 @@ Conventions used by the whole ``mmsniper.chips`` package:
 * The scaled image is the continuous rectangle ``[0, w * s] x [0, h * s]``
   (its extents are not rounded). Grid origins are integers; the chip flush
   with the far edge ends exactly at ``w * s``, so every chip maps back
-  inside the original image.
+  inside the original image. (With a rounded extent, ``round(w * s)``, the
+  flush chip could stick out by up to ``0.5 / s`` orig px, or miss a box
+  that touches the image edge; chips are cropped from the original image,
+  so nothing needs the rounded size.)
 * An image extent within :data:`FIT_TOLERANCE` of the chip size, or
   smaller, gets a single chip along that axis, truncated to the image.
 """
+import functools
+import math
+
 import numpy as np
 
 __all__ = [
@@ -86,8 +92,11 @@ def clip_bboxes(bboxes, image_size) -> np.ndarray:
     return np.minimum(np.maximum(bboxes, 0.0), upper)
 
 
+@functools.lru_cache(maxsize=4096)
 def axis_origins_and_ends(scaled_extent, chip_size, stride) -> tuple:
     """Chip origins and ends along one axis of the scaled image.
+
+    Cached (data sets repeat image sizes); the arrays are read-only.
 
     Args:
         scaled_extent (float): Image extent along the axis, scaled px.
@@ -102,10 +111,17 @@ def axis_origins_and_ends(scaled_extent, chip_size, stride) -> tuple:
     """
     last_origin = scaled_extent - chip_size
     if last_origin <= FIT_TOLERANCE:
-        return np.zeros(1), np.array([float(scaled_extent)])
-    grid = np.arange(0.0, last_origin - FIT_TOLERANCE, stride)
-    origins = np.append(grid, last_origin)
-    ends = np.append(grid + chip_size, float(scaled_extent))
+        origins, ends = np.zeros(1), np.array([float(scaled_extent)])
+        origins.flags.writeable = ends.flags.writeable = False
+        return origins, ends
+    # Grid origins k * stride < last_origin (near-duplicates of the flush
+    # origin, closer than FIT_TOLERANCE, are left out).
+    num_grid = math.ceil((last_origin - FIT_TOLERANCE) / stride)
+    origins = np.arange(num_grid + 1, dtype=np.float64) * stride
+    origins[-1] = last_origin
+    ends = origins + chip_size
+    ends[-1] = scaled_extent
+    origins.flags.writeable = ends.flags.writeable = False
     return origins, ends
 
 
@@ -124,7 +140,8 @@ def candidate_chip_origins(scaled_extent: float, chip_size: int,
         (flush with the far edge); ``[0]`` when the extent fits in a chip.
     """
     chip_size, stride = check_chip_params(chip_size, stride)
-    return axis_origins_and_ends(float(scaled_extent), chip_size, stride)[0]
+    return axis_origins_and_ends(float(scaled_extent), chip_size,
+                                 stride)[0].copy()
 
 
 def candidate_chips(scaled_size, chip_size, stride) -> np.ndarray:
@@ -146,17 +163,16 @@ def candidate_chips(scaled_size, chip_size, stride) -> np.ndarray:
     scaled_height, scaled_width = (float(side) for side in scaled_size)
     if not (scaled_height > 0 and scaled_width > 0):
         raise ValueError(f'scaled_size must be positive, got {scaled_size}')
-    x_origins, x_ends = axis_origins_and_ends(scaled_width, chip_size,
-                                              stride)
-    y_origins, y_ends = axis_origins_and_ends(scaled_height, chip_size,
-                                              stride)
+    x_origins, x_ends = axis_origins_and_ends(scaled_width, chip_size, stride)
+    y_origins, y_ends = axis_origins_and_ends(scaled_height, chip_size, stride)
     num_x, num_y = len(x_origins), len(y_origins)
     return np.stack([
         np.tile(x_origins, num_y),
         np.repeat(y_origins, num_x),
         np.tile(x_ends, num_y),
         np.repeat(y_ends, num_x)
-    ], axis=1)
+    ],
+                    axis=1)
 
 
 def containment_matrix(chips, boxes) -> np.ndarray:

@@ -4,19 +4,23 @@
 Per scale: the ground truth boxes that are in the scale's valid range and
 fit in a chip drive a greedy cover of the candidate chip grid; each of them
 is assigned to one chosen chip. Boxes are clipped to the image first, and
-every test (valid range, size, containment) uses the clipped box. See
-:mod:`mmsniper.chips.geometry` for the coordinate conventions.
+every test (valid range, size, containment) uses the clipped box.
+Containment is decided in scaled pixels, where grid origins are integers;
+chips are returned in original pixels. The scaled image is ``[0, w * s] x
+[0, h * s]``, not rounded, so the chips flush with the far edges end
+exactly on the image edge (see :mod:`mmsniper.chips.geometry`).
 """
+import math
 from typing import NamedTuple
 
 import numpy as np
 
-from .cover import (assign_boxes_to_chips, check_rng, greedy_cover,
-                    grid_greedy_cover)
+from .cover import assign_boxes_to_chips, check_rng, greedy_cover
 from .geometry import (FIT_TOLERANCE, axis_origins_and_ends,
                        candidate_chip_origins, candidate_chips, check_bboxes,
                        check_chip_params, clip_bboxes)
-from .scales import (box_sqrt_areas, check_image_size, check_scale_factor,
+from .grid_cover import grid_greedy_cover
+from .scales import (check_image_size, check_scale_factor,
                      compute_scale_factors, normalize_valid_range,
                      normalize_valid_ranges)
 
@@ -50,46 +54,87 @@ class ScaleChips(NamedTuple):
     gt_chip: np.ndarray
 
 
-def _driving_masks(box_sides, sqrt_areas, scale_factors, valid_ranges,
-                   chip_size, stride, image_fits) -> np.ndarray:
-    """Chip-driving masks of several scales at once.
+class _BoxGeometry(NamedTuple):
+    """Per-image box quantities shared by all scales (orig px).
+
+    ``coords`` is ``(4, N)`` C-contiguous (rows x1, y1, x2, y2) so that each
+    coordinate is a contiguous 1-D array.
+    """
+    coords: np.ndarray
+    widths: np.ndarray
+    heights: np.ndarray
+    long_sides: np.ndarray
+    sqrt_areas: np.ndarray
+    large_enough: np.ndarray
+
+
+def _box_geometry(bboxes, image_size) -> _BoxGeometry:
+    """Clip boxes to the image and measure them.
 
     Args:
-        box_sides (np.ndarray): ``(N, 2)`` box widths and heights, orig px.
-        sqrt_areas (np.ndarray): ``(N,)`` box sqrt-areas, orig px.
-        scale_factors (np.ndarray): ``(S,)`` factors.
-        valid_ranges (np.ndarray): ``(S, 2)`` normalized ranges.
-        chip_size (int): Chip side, scaled px.
-        stride (int): Grid step, scaled px.
-        image_fits (np.ndarray): ``(S, 2)`` bool, whether the scaled image
-            fits in one chip along x and along y.
+        bboxes (np.ndarray): ``(N, 4)`` validated xyxy boxes.
+        image_size (tuple[float, float] | None): ``(height, width)``; None
+            leaves the boxes unclipped.
 
     Returns:
-        np.ndarray: ``(S, N)`` bool masks.
+        _BoxGeometry: Clipped coordinates and sizes; a box that is inverted
+        or outside the image has a zero side.
     """
-    max_sides = (chip_size - stride - 1) / scale_factors
-    sides_fit = ((box_sides[None] < max_sides[:, None, None])
-                 | image_fits[:, None, :]).all(axis=2)
-    in_range = ((sqrt_areas >= valid_ranges[:, :1])
-                & (sqrt_areas < valid_ranges[:, 1:]))
-    large_enough = (box_sides >= MIN_BOX_SIDE).all(axis=1)
-    return in_range & sides_fit & large_enough
+    if image_size is not None:
+        bboxes = clip_bboxes(bboxes, image_size)
+    coords = np.ascontiguousarray(bboxes.T)
+    widths = np.maximum(coords[2] - coords[0], 0.0)
+    heights = np.maximum(coords[3] - coords[1], 0.0)
+    return _BoxGeometry(coords, widths, heights, np.maximum(widths, heights),
+                        np.sqrt(widths * heights),
+                        (widths >= MIN_BOX_SIDE) & (heights >= MIN_BOX_SIDE))
 
 
-def _box_sides(bboxes) -> np.ndarray:
-    """``(N, 2)`` widths and heights of xyxy boxes, negatives as 0."""
-    return np.maximum(bboxes[:, 2:] - bboxes[:, :2], 0.0)
+def _scale_driving_mask(geometry, image_size, scale_factor, valid_range,
+                        chip_size, stride) -> np.ndarray:
+    """:func:`chip_driving_mask` on measured boxes.
+
+    Args:
+        geometry (_BoxGeometry): The measured boxes.
+        image_size (tuple[float, float] | None): ``(height, width)``; when
+            None, no axis counts as fitting in one chip.
+        scale_factor (float): Resize factor of the scale.
+        valid_range (tuple[float, float]): Normalized ``(lo, hi)``.
+        chip_size (int): Chip side, scaled px.
+        stride (int): Grid step, scaled px.
+
+    Returns:
+        np.ndarray: ``(N,)`` bool, a new array.
+    """
+    lo, hi = valid_range
+    mask = geometry.large_enough.copy()
+    if lo > 0:
+        mask &= geometry.sqrt_areas >= lo
+    if hi < math.inf:
+        mask &= geometry.sqrt_areas < hi
+    fits_x = fits_y = False
+    if image_size is not None:
+        height, width = image_size
+        fits_x = width * scale_factor <= chip_size + FIT_TOLERANCE
+        fits_y = height * scale_factor <= chip_size + FIT_TOLERANCE
+    # A side must leave room for the stride in the chip, unless the image
+    # fits in one chip along that axis.
+    max_side = (chip_size - stride - 1) / scale_factor
+    if not (fits_x or fits_y):
+        mask &= geometry.long_sides < max_side
+    elif not fits_x:
+        mask &= geometry.widths < max_side
+    elif not fits_y:
+        mask &= geometry.heights < max_side
+    return mask
 
 
-def _image_fits(image_size, scale_factors, chip_size) -> np.ndarray:
-    """``(S, 2)`` bool: scaled image within one chip along x, along y."""
-    height, width = image_size
-    scaled_sizes = np.array([width, height]) * scale_factors[:, None]
-    return scaled_sizes <= chip_size + FIT_TOLERANCE
-
-
-def chip_driving_mask(gt_bboxes, scale_factor, valid_range, chip_size,
-                      stride, image_size=None) -> np.ndarray:
+def chip_driving_mask(gt_bboxes,
+                      scale_factor,
+                      valid_range,
+                      chip_size,
+                      stride,
+                      image_size=None) -> np.ndarray:
     """Which GT drive chip generation (and are valid) at one scale.
 
     A GT drives chips when its sqrt-area is in the valid range, its sides
@@ -115,26 +160,23 @@ def chip_driving_mask(gt_bboxes, scale_factor, valid_range, chip_size,
         np.ndarray: ``(N,)`` bool.
     """
     bboxes = check_bboxes(gt_bboxes)
-    scale_factors = np.array([check_scale_factor(scale_factor)])
-    valid_ranges = np.array([normalize_valid_range(valid_range)])
+    scale_factor = check_scale_factor(scale_factor)
+    valid_range = normalize_valid_range(valid_range)
     chip_size, stride = check_chip_params(chip_size, stride)
-    if image_size is None:
-        image_fits = np.zeros((1, 2), dtype=bool)
-    else:
+    if image_size is not None:
         image_size = check_image_size(image_size)
-        bboxes = clip_bboxes(bboxes, image_size)
-        image_fits = _image_fits(image_size, scale_factors, chip_size)
-    return _driving_masks(_box_sides(bboxes), box_sqrt_areas(bboxes),
-                          scale_factors, valid_ranges, chip_size, stride,
-                          image_fits)[0]
+    return _scale_driving_mask(
+        _box_geometry(bboxes, image_size), image_size, scale_factor,
+        valid_range, chip_size, stride)
 
 
-def _chips_of_scale(clipped_bboxes, valid, image_size, scale_factor,
-                    chip_size, stride, rng) -> ScaleChips:
+def _chips_of_scale(box_coords, valid, image_size, scale_factor, chip_size,
+                    stride, rng) -> ScaleChips:
     """Greedy cover and assignment of one scale, on validated inputs.
 
     Args:
-        clipped_bboxes (np.ndarray): ``(N, 4)`` GT clipped to the image.
+        box_coords (np.ndarray): ``(4, N)`` GT clipped to the image, rows
+            x1, y1, x2, y2.
         valid (np.ndarray): ``(N,)`` bool chip-driving mask.
         image_size (tuple[float, float]): ``(height, width)``.
         scale_factor (float): Resize factor of the scale.
@@ -147,7 +189,7 @@ def _chips_of_scale(clipped_bboxes, valid, image_size, scale_factor,
     """
     height, width = image_size
     gt_chip = np.full(len(valid), -1, dtype=np.int64)
-    valid_ids = np.flatnonzero(valid)
+    valid_ids = valid.nonzero()[0]
     if len(valid_ids) == 0:
         return ScaleChips(np.zeros((0, 4)), scale_factor, valid, gt_chip)
     scaled_width, scaled_height = width * scale_factor, height * scale_factor
@@ -157,22 +199,21 @@ def _chips_of_scale(clipped_bboxes, valid, image_size, scale_factor,
         chips = np.array([[0.0, 0.0, width, height]])
         return ScaleChips(chips, scale_factor, valid, gt_chip)
     x_origins, x_ends = axis_origins_and_ends(scaled_width, chip_size, stride)
-    y_origins, y_ends = axis_origins_and_ends(scaled_height, chip_size,
-                                              stride)
-    rows, cols, covered_by = grid_greedy_cover(
-        clipped_bboxes[valid_ids] * scale_factor, x_origins, x_ends,
-        y_origins, y_ends, rng)
-    scaled_chips = np.stack(
-        [x_origins[cols], y_origins[rows], x_ends[cols], y_ends[rows]],
-        axis=1)
+    y_origins, y_ends = axis_origins_and_ends(scaled_height, chip_size, stride)
+    # (N, 4) view whose columns are contiguous.
+    scaled_boxes = (box_coords[:, valid_ids] * scale_factor).T
+    rows, cols, covered_by = grid_greedy_cover(scaled_boxes, x_origins, x_ends,
+                                               y_origins, y_ends, rng)
+    scaled_chips = np.array(
+        [x_origins[cols], y_origins[rows], x_ends[cols], y_ends[rows]]).T
+    # Dividing by the factor may overshoot the image edge by an ulp.
     chips = np.minimum(scaled_chips / scale_factor,
-                       [width, height, width, height])
+                       (width, height, width, height))
     # The first chosen chip that contains a box is the one that covered it,
     # i.e. the lowest-index chip of largest intersection over box area.
     gt_chip[valid_ids] = covered_by
     if (covered_by < 0).any():  # not reachable with chip_driving_mask
-        valid = valid.copy()
-        valid[valid_ids[covered_by < 0]] = False
+        valid = gt_chip >= 0
     return ScaleChips(chips, scale_factor, valid, gt_chip)
 
 
@@ -203,23 +244,20 @@ def generate_multiscale_chips(gt_bboxes,
     """
     bboxes = check_bboxes(gt_bboxes)
     image_size = check_image_size(image_size)
-    scale_factors = compute_scale_factors(scales, image_size)
-    valid_ranges = normalize_valid_ranges(valid_ranges, len(scale_factors))
+    scale_factors = compute_scale_factors(scales, image_size).tolist()
+    valid_ranges = normalize_valid_ranges(valid_ranges,
+                                          len(scale_factors)).tolist()
     chip_size, stride = check_chip_params(chip_size, stride)
     check_rng(rng)
-    clipped_bboxes = clip_bboxes(bboxes, image_size)
-    box_sides = _box_sides(clipped_bboxes)
-    valid_masks = _driving_masks(box_sides,
-                                 np.sqrt(box_sides[:, 0] * box_sides[:, 1]),
-                                 scale_factors, valid_ranges, chip_size,
-                                 stride,
-                                 _image_fits(image_size, scale_factors,
-                                             chip_size))
-    return [
-        _chips_of_scale(clipped_bboxes, valid, image_size, float(factor),
-                        chip_size, stride, rng)
-        for valid, factor in zip(valid_masks, scale_factors)
-    ]
+    geometry = _box_geometry(bboxes, image_size)
+    results = []
+    for factor, valid_range in zip(scale_factors, valid_ranges):
+        valid = _scale_driving_mask(geometry, image_size, factor, valid_range,
+                                    chip_size, stride)
+        results.append(
+            _chips_of_scale(geometry.coords, valid, image_size, factor,
+                            chip_size, stride, rng))
+    return results
 
 
 def generate_scale_chips(gt_bboxes,
@@ -245,8 +283,7 @@ def generate_scale_chips(gt_bboxes,
         ScaleChips: Chips in orig px, factor, GT validity and assignment.
     """
     return generate_multiscale_chips(gt_bboxes, image_size, [scale],
-                                     [valid_range], chip_size, stride,
-                                     rng)[0]
+                                     [valid_range], chip_size, stride, rng)[0]
 
 
 def generate_positive_chips(gt_bboxes,

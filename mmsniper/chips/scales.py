@@ -18,12 +18,16 @@ __all__ = [
 #: Marks an open side of a resolution pair or of a valid range.
 UNBOUNDED = -1
 
+_REAL_TYPES = (int, float, np.integer, np.floating)
+
 
 def _is_real_number(value) -> bool:
     """Whether ``value`` is a real scalar (bools excluded)."""
-    if isinstance(value, (bool, np.bool_)):
-        return False
-    return isinstance(value, (int, float, np.integer, np.floating))
+    value_type = type(value)
+    if value_type is float or value_type is int:
+        return True
+    is_bool = isinstance(value, (bool, np.bool_))
+    return isinstance(value, _REAL_TYPES) and not is_bool
 
 
 def check_image_size(image_size) -> tuple:
@@ -56,8 +60,7 @@ def check_scale_factor(factor) -> float:
     Returns:
         float: The factor, positive and finite.
     """
-    if not _is_real_number(factor) or not math.isfinite(factor) or (
-            factor <= 0):
+    if not (_is_real_number(factor) and math.isfinite(factor) and factor > 0):
         raise ValueError(
             f'a scale factor must be positive and finite, got {factor!r}')
     return float(factor)
@@ -104,7 +107,11 @@ def compute_scale_factor(scale, image_size) -> float:
     Returns:
         float: The factor that maps original pixels to scaled pixels.
     """
-    height, width = check_image_size(image_size)
+    return _scale_factor(scale, *check_image_size(image_size))
+
+
+def _scale_factor(scale, height, width) -> float:
+    """:func:`compute_scale_factor` for a validated image size."""
     if _is_real_number(scale):
         return check_scale_factor(scale)
     if not isinstance(scale, (tuple, list, np.ndarray)):
@@ -136,8 +143,9 @@ def compute_scale_factors(scales, image_size) -> np.ndarray:
                          f'{scales!r}')
     if len(scales) == 0:
         raise ValueError('scales must hold at least one scale')
-    return np.array([compute_scale_factor(scale, image_size)
-                     for scale in scales], dtype=np.float64)
+    height, width = check_image_size(image_size)
+    return np.array([_scale_factor(scale, height, width) for scale in scales],
+                    dtype=np.float64)
 
 
 def box_sqrt_areas(bboxes) -> np.ndarray:
@@ -154,8 +162,7 @@ def box_sqrt_areas(bboxes) -> np.ndarray:
     if bboxes.size == 0:
         return np.zeros(0, dtype=np.float64)
     if bboxes.ndim != 2 or bboxes.shape[1] != 4:
-        raise ValueError(
-            f'bboxes must have shape (N, 4), got {bboxes.shape}')
+        raise ValueError(f'bboxes must have shape (N, 4), got {bboxes.shape}')
     widths = np.maximum(bboxes[:, 2] - bboxes[:, 0], 0.0)
     heights = np.maximum(bboxes[:, 3] - bboxes[:, 1], 0.0)
     return np.sqrt(widths * heights)
@@ -208,9 +215,9 @@ def normalize_valid_ranges(valid_ranges, num_scales) -> np.ndarray:
     if len(valid_ranges) != num_scales:
         raise ValueError(f'got {len(valid_ranges)} valid ranges for '
                          f'{num_scales} scales: give one (lo, hi) per scale')
-    return np.array([normalize_valid_range(valid_range)
-                     for valid_range in valid_ranges],
-                    dtype=np.float64).reshape(num_scales, 2)
+    return np.array(
+        [normalize_valid_range(valid_range) for valid_range in valid_ranges],
+        dtype=np.float64).reshape(num_scales, 2)
 
 
 def in_valid_range(bboxes, valid_range) -> np.ndarray:

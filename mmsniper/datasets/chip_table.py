@@ -61,6 +61,18 @@ class ChipTable:
             is_negative=bool(self.is_negative[row]),
             valid_gt=tuple(int(v) for v in self.valid_gt(row)))
 
+    def take(self, rows: np.ndarray) -> 'ChipTable':
+        """A new table holding ``rows`` of this one, in that order."""
+        rows = np.asarray(rows, dtype=np.int64)
+        starts = self.gt_ptr[rows]
+        counts = self.gt_ptr[rows + 1] - starts
+        gt_ptr = np.concatenate([[0], np.cumsum(counts)])
+        within = np.arange(gt_ptr[-1]) - np.repeat(gt_ptr[:-1], counts)
+        gt_index = self.gt_index[np.repeat(starts, counts) + within]
+        return ChipTable(self.img_idx[rows], self.scale_idx[rows],
+                         self.boxes[rows], self.is_negative[rows], gt_ptr,
+                         gt_index)
+
     def rows_of(self, negative: bool) -> np.ndarray:
         """Row indices of the positive (or negative) chips."""
         return np.flatnonzero(self.is_negative == negative)
@@ -87,6 +99,33 @@ class ChipTable:
         return cls(
             np.zeros(0), np.zeros(0), np.zeros((0, 4)), np.zeros(0, bool),
             np.zeros(1), np.zeros(0))
+
+    @classmethod
+    def from_membership(cls, img_idx: int, scale_idx: int, chips: np.ndarray,
+                        member: np.ndarray, gt_ids: np.ndarray,
+                        is_negative: bool) -> 'ChipTable':
+        """Build the table of one image at one scale from a membership
+        matrix (a GT may be valid in several chips).
+
+        Args:
+            img_idx (int): Image index in the wrapped dataset.
+            scale_idx (int): Scale index.
+            chips (np.ndarray): (M, 4) chips in original px.
+            member (np.ndarray): (M, N) bool, GT n is valid in chip m.
+            gt_ids (np.ndarray): (N,) instance index of each GT.
+            is_negative (bool): Whether these are negative chips.
+
+        Returns:
+            ChipTable: M rows.
+        """
+        num = len(chips)
+        member = np.asarray(member, dtype=bool).reshape(num, len(gt_ids))
+        chip_of, gt_of = np.nonzero(member)
+        counts = np.bincount(chip_of, minlength=num)
+        gt_ptr = np.concatenate([[0], np.cumsum(counts)])
+        return cls(
+            np.full(num, img_idx), np.full(num, scale_idx), chips,
+            np.full(num, is_negative), gt_ptr, np.asarray(gt_ids)[gt_of])
 
     @classmethod
     def from_image_chips(cls, img_idx: int, scale_idx: int,

@@ -10,9 +10,12 @@ from mmengine.logging import MMLogger, print_log
 from mmengine.utils import ProgressBar
 
 from mmdet.registry import DATASETS
-from mmsniper.chips import (compute_scale_factors, generate_scale_chips,
-                            normalize_valid_ranges)
+from mmsniper.chips import (chip_driving_mask, clip_bboxes,
+                            compute_scale_factors, containment_matrix,
+                            generate_multiscale_chips,
+                            generate_negative_chips, normalize_valid_ranges)
 from .chip_table import ChipIndex, ChipTable
+from .proposals import load_proposals
 
 REFERENCE_COCO_SCALES = (3.0, 1.667, (-1, 512))
 REFERENCE_COCO_TRAIN_RANGES = ((-1, 80), (32, 150), (120, -1))
@@ -45,11 +48,10 @@ def _image_chip_tables(job: tuple) -> List[ChipTable]:
      stride, seed) = job
     rng = None if seed is None else np.random.default_rng([seed, img_idx])
     tables = []
-    for scale_idx, (scale, valid_range) in enumerate(zip(scales,
-                                                         valid_ranges)):
-        result = generate_scale_chips(
-            boxes, image_size, scale, valid_range, chip_size=chip_size,
-            stride=stride, rng=rng)
+    per_scale = generate_multiscale_chips(
+        boxes, image_size, scales, valid_ranges, chip_size=chip_size,
+        stride=stride, rng=rng)
+    for scale_idx, result in enumerate(per_scale):
         if len(result.chips):
             tables.append(
                 ChipTable.from_image_chips(img_idx, scale_idx, result.chips,
@@ -57,9 +59,42 @@ def _image_chip_tables(job: tuple) -> List[ChipTable]:
     return tables
 
 
+def _image_negative_tables(job: tuple) -> List[ChipTable]:
+    """Negative chips of one image at every scale (picklable worker).
+
+    A GT is valid in a negative chip when it is valid at the chip's scale and
+    lies entirely inside it; every other GT there is ignored.
+    """
+    (img_idx, boxes, gt_ids, image_size, proposals, pos_chips, scales,
+     valid_ranges, chip_size, stride, min_proposals) = job
+    neg_chips = generate_negative_chips(
+        proposals, pos_chips, image_size, scales, valid_ranges,
+        chip_size=chip_size, stride=stride, min_proposals=min_proposals)
+    factors = compute_scale_factors(scales, image_size)
+    tables = []
+    for scale_idx, chips in enumerate(neg_chips):
+        if not len(chips):
+            continue
+        valid = chip_driving_mask(boxes, factors[scale_idx],
+                                  valid_ranges[scale_idx], chip_size, stride,
+                                  image_size=image_size)
+        grown = chips + np.array([-1e-3, -1e-3, 1e-3, 1e-3])
+        member = containment_matrix(grown, clip_bboxes(boxes, image_size))
+        member &= valid[None]
+        tables.append(
+            ChipTable.from_membership(img_idx, scale_idx, chips, member,
+                                      gt_ids, is_negative=True))
+    return tables
+
+
 def _chunk_chip_tables(jobs: List[tuple]) -> ChipTable:
     return ChipTable.concatenate(
         [t for job in jobs for t in _image_chip_tables(job)])
+
+
+def _chunk_negative_tables(jobs: List[tuple]) -> ChipTable:
+    return ChipTable.concatenate(
+        [t for job in jobs for t in _image_negative_tables(job)])
 
 
 @DATASETS.register_module()
@@ -87,6 +122,19 @@ class SniperChipDataset:
         stride_jitter (tuple, optional): ``(low, high)``: draw a new stride in
             ``[low, high)`` every epoch, as the reference code does with
             ``(56, 60)``. Defaults to None (fixed ``stride``).
+        neg_proposals (dict, optional): Mine negative chips from proposals:
+            ``dict(file=..., on_missing='skip', on_bad_box='drop',
+            max_per_image=None, fmt='auto')``, passed to
+            :func:`load_proposals` (mmdet ``DumpProposals`` pickles, COCO
+            result json, ``tools/extract_proposals.py`` output). Keep images
+            without GT in the wrapped dataset (``filter_empty_gt=False``) so
+            that negative-only images contribute negatives. Defaults to None.
+        num_neg_chips_per_image (int): Negative chips drawn per image each
+            epoch from that image's negative chips, pooled over scales.
+            Defaults to 2 (reference).
+        neg_min_proposals (int | Sequence[int]): A negative chip is kept when
+            it holds more proposals than this; a sequence gives the finest
+            scales' values, its last one repeating. Defaults to (25, 10).
         pipeline (list, optional): Replaces the wrapped dataset's pipeline.
         num_proc (int, optional): Processes for chip generation. Defaults to
             None: one process below 5000 images, else up to 8.
@@ -106,6 +154,9 @@ class SniperChipDataset:
                  chip_size: int = 512,
                  stride: int = 32,
                  stride_jitter: Optional[Tuple[int, int]] = None,
+                 neg_proposals: Optional[dict] = None,
+                 num_neg_chips_per_image: int = 2,
+                 neg_min_proposals: Union[int, Sequence[int]] = (25, 10),
                  pipeline: Optional[List[Union[dict, Any]]] = None,
                  num_proc: Optional[int] = None,
                  on_degenerate_box: str = 'warn',
@@ -136,6 +187,17 @@ class SniperChipDataset:
         if on_degenerate_box not in ('warn', 'error'):
             raise ValueError("on_degenerate_box must be 'warn' or 'error'")
         self.on_degenerate_box = on_degenerate_box
+        if neg_proposals is not None and not isinstance(neg_proposals, dict):
+            neg_proposals = dict(file=neg_proposals)
+        if neg_proposals is not None and not neg_proposals.get('file'):
+            raise ValueError(
+                'SniperChipDataset: neg_proposals needs a proposal file: '
+                "neg_proposals=dict(file='proposals.pkl')")
+        if num_neg_chips_per_image < 0:
+            raise ValueError('num_neg_chips_per_image must be >= 0')
+        self.neg_proposals = neg_proposals
+        self.num_neg_chips_per_image = int(num_neg_chips_per_image)
+        self.neg_min_proposals = neg_min_proposals
         self.num_proc = num_proc
         self.max_refetch = max_refetch
         self.pipeline = (
@@ -143,6 +205,8 @@ class SniperChipDataset:
         self._fully_initialized = False
         self._image_gt: Optional[List[tuple]] = None
         self._tables: Dict[Tuple[int, Optional[int]], ChipTable] = {}
+        self._neg_table = ChipTable.empty()
+        self.proposal_report: Optional[dict] = None
         if not lazy_init:
             self.full_init()
 
@@ -162,8 +226,10 @@ class SniperChipDataset:
             self.dataset.full_init()
         if not self.test_mode:
             self._image_gt = self._collect_image_gt()
-            table = self.chip_table(epoch=0)
-            self._log_summary(table)
+            if self.neg_proposals:
+                self._neg_table = self._mine_negatives(
+                    self._positive_table(0, None))
+            self._log_summary(self.chip_table(epoch=0))
         self._fully_initialized = True
 
     # ---- chip generation -------------------------------------------------
@@ -171,6 +237,7 @@ class SniperChipDataset:
         """Per image: (boxes, instance ids, (h, w)) of the GT that drive
         chips; reports degenerate boxes."""
         records, degenerate_total, examples = [], 0, []
+        self._image_keys = []
         for idx in range(len(self.dataset)):
             info = self.dataset.get_data_info(idx)
             height, width = info.get('height'), info.get('width')
@@ -191,6 +258,10 @@ class SniperChipDataset:
                         f'without area) in {msg}')
                 if len(examples) < 3:
                     examples.append(msg)
+            self._image_keys.append(
+                dict(img_id=info.get('img_id', idx),
+                     img_path=info.get('img_path', ''), height=int(height),
+                     width=int(width)))
             keep = ~ignored & ~degenerate
             records.append((boxes[keep], np.flatnonzero(keep),
                             (int(height), int(width))))
@@ -206,24 +277,80 @@ class SniperChipDataset:
 
     def chip_table(self, epoch: int = 0,
                    seed: Optional[int] = None) -> ChipTable:
-        """All chips of ``epoch`` (positive chips; cached).
+        """The chips of ``epoch``: every positive chip, then
+        ``num_neg_chips_per_image`` negative chips per image drawn with
+        ``(seed, epoch)``.
 
-        Without stride jitter the chips are the same every epoch.
+        Without stride jitter the positive chips are the same every epoch.
         """
+        positives = self._positive_table(epoch, seed)
+        if not len(self._neg_table) or not self.num_neg_chips_per_image:
+            return positives
+        key = ('with_negatives', epoch, seed)
+        if key not in self._tables:
+            self._cache(key, ChipTable.concatenate(
+                [positives, self._draw_negatives(epoch, seed)]))
+        return self._tables[key]
+
+    def _cache(self, key, table: ChipTable) -> None:
+        if len(self._tables) > 4:
+            self._tables.pop(next(iter(self._tables)))
+        self._tables[key] = table
+
+    def _draw_negatives(self, epoch: int, seed: Optional[int]) -> ChipTable:
+        """Up to ``num_neg_chips_per_image`` negative chips per image, drawn
+        without replacement from the image's negative chips."""
+        table = self._neg_table
+        rng = np.random.default_rng([0 if seed is None else seed, epoch, 1])
+        order = np.lexsort((rng.random(len(table)), table.img_idx))
+        img_sorted = table.img_idx[order]
+        first = np.searchsorted(img_sorted, img_sorted, side='left')
+        rank = np.arange(len(order)) - first
+        return table.take(
+            np.sort(order[rank < self.num_neg_chips_per_image]))
+
+    def _positive_table(self, epoch: int,
+                        seed: Optional[int]) -> ChipTable:
         key = (0, None) if self.stride_jitter is None else (epoch, seed)
         if key not in self._tables:
-            if len(self._tables) > 2:
-                self._tables.pop(next(iter(self._tables)))
-            self._tables[key] = self._generate(
+            self._cache(key, self._generate(
                 self.epoch_stride(epoch, seed),
                 None if self.stride_jitter is None else
-                (0 if seed is None else seed) + epoch)
+                (0 if seed is None else seed) + epoch))
         return self._tables[key]
 
     def _generate(self, stride: int, seed: Optional[int]) -> ChipTable:
         jobs = [(idx, boxes, gt_ids, size, self.scales, self.valid_ranges,
                  self.chip_size, stride, seed)
                 for idx, (boxes, gt_ids, size) in enumerate(self._image_gt)]
+        return self._run_jobs(_chunk_chip_tables, jobs)
+
+    def _mine_negatives(self, positives: ChipTable) -> ChipTable:
+        """Load the proposals and mine every image's negative chips."""
+        cfg = dict(self.neg_proposals)
+        proposals, self.proposal_report = load_proposals(
+            cfg.pop('file'), self._image_keys, **cfg)
+        order = np.argsort(positives.img_idx, kind='stable')
+        bounds = np.searchsorted(positives.img_idx[order],
+                                 np.arange(len(self._image_gt) + 1))
+        jobs = []
+        for idx, (boxes, gt_ids, size) in enumerate(self._image_gt):
+            props, _ = proposals.get(idx)
+            if not len(props):
+                continue
+            rows = order[bounds[idx]:bounds[idx + 1]]
+            pos_chips = [
+                positives.boxes[rows[positives.scale_idx[rows] == k]].astype(
+                    np.float64) for k in range(len(self.scales))
+            ]
+            jobs.append((idx, boxes, gt_ids, size, props, pos_chips,
+                         self.scales, self.valid_ranges, self.chip_size,
+                         self.stride, self.neg_min_proposals))
+        return self._run_jobs(_chunk_negative_tables, jobs)
+
+    def _run_jobs(self, chunk_fn, jobs: List[tuple]) -> ChipTable:
+        """Run ``chunk_fn`` over chunks of ``jobs``, in processes for large
+        datasets, with a progress bar."""
         num_proc = self.num_proc
         if num_proc is None:
             num_proc = 1 if len(jobs) < 5000 else min(
@@ -235,54 +362,81 @@ class SniperChipDataset:
         parts = []
         if num_proc > 1 and len(chunks) > 1:
             with multiprocessing.get_context('fork').Pool(num_proc) as pool:
-                for part in pool.imap(_chunk_chip_tables, chunks):
+                for part in pool.imap(chunk_fn, chunks):
                     parts.append(part)
                     bar and bar.update()
         else:
             for jobs_chunk in chunks:
-                parts.append(_chunk_chip_tables(jobs_chunk))
+                parts.append(chunk_fn(jobs_chunk))
                 bar and bar.update()
         return ChipTable.concatenate(parts)
 
     # ---- statistics --------------------------------------------------------
     def chip_stats(self, table: Optional[ChipTable] = None) -> dict:
-        """Chip counts and pixels per image, against one 800x1333 resize.
+        """Chip counts and pixels per image, against resizing whole images.
+
+        Args:
+            table (ChipTable, optional): An epoch's chips. Defaults to epoch
+                0's.
 
         Returns:
-            dict: ``num_images``, ``num_chips``, ``chips_per_scale``,
-            ``chips_per_image``, ``images_without_chips``,
-            ``chip_pixels_per_image`` and ``resize_800x1333_pixels_per_image``.
+            dict: ``num_images``, ``num_chips`` (positive plus the epoch's
+            negative chips), ``num_positive_chips``, ``chips_per_scale``
+            (positive), ``num_negative_chips_mined``,
+            ``negative_chips_per_epoch``, ``chips_per_image``,
+            ``images_without_chips``, ``chip_pixels_per_image``,
+            ``finest_scale_pixels_per_image`` (the whole image resized to
+            the finest scale, which is what chips replace) and
+            ``resize_800x1333_pixels_per_image``.
         """
         table = self.chip_table(0) if table is None else table
         sizes = np.array([size for _, _, size in self._image_gt],
                          dtype=np.float64).reshape(-1, 2)
-        num_images = len(sizes)
+        num_images = max(len(sizes), 1)
         short, long = sizes.min(axis=1), sizes.max(axis=1)
         factor = np.minimum(800.0 / short, 1333.0 / long)
         resize_pixels = (sizes[:, 0] * factor * sizes[:, 1] * factor).sum()
+        finest = np.array([
+            compute_scale_factors(self.scales[:1], size)[0]
+            for size in sizes.astype(int)
+        ]).reshape(-1)
+        finest_pixels = (sizes[:, 0] * sizes[:, 1] * finest**2).sum()
+        positive = ~table.is_negative
         return dict(
-            num_images=num_images,
+            num_images=len(sizes),
             num_chips=len(table),
+            num_positive_chips=int(positive.sum()),
             chips_per_scale=np.bincount(
-                table.scale_idx.astype(np.int64),
+                table.scale_idx[positive].astype(np.int64),
                 minlength=len(self.scales)).tolist(),
-            chips_per_image=len(table) / max(num_images, 1),
-            images_without_chips=int(num_images - len(
-                np.unique(table.img_idx))),
+            num_negative_chips_mined=len(self._neg_table),
+            negative_chips_per_epoch=int(table.is_negative.sum()),
+            chips_per_image=len(table) / num_images,
+            images_without_chips=int(
+                len(sizes) - len(np.unique(table.img_idx))),
             chip_pixels_per_image=len(table) * self.chip_size**2 /
-            max(num_images, 1),
-            resize_800x1333_pixels_per_image=resize_pixels /
-            max(num_images, 1))
+            num_images,
+            finest_scale_pixels_per_image=finest_pixels / num_images,
+            resize_800x1333_pixels_per_image=resize_pixels / num_images)
 
     def _log_summary(self, table: ChipTable) -> None:
         stats = self.chip_stats(table)
         num_boxes = sum(len(b) for b, _, _ in self._image_gt)
+        negatives = ''
+        if self.neg_proposals:
+            negatives = (
+                f' + {stats["negative_chips_per_epoch"]} negative chips per '
+                f'epoch (drawn from {stats["num_negative_chips_mined"]} '
+                'mined)')
         print_log(
             f'SniperChipDataset: {stats["num_images"]} images, {num_boxes} '
-            f'GT boxes -> {stats["num_chips"]} positive chips (per scale '
-            f'{stats["chips_per_scale"]}, {stats["chips_per_image"]:.2f} per '
-            f'image; {stats["images_without_chips"]} images without chips); '
+            f'GT boxes -> {stats["num_positive_chips"]} positive chips (per '
+            f'scale {stats["chips_per_scale"]}){negatives}; '
+            f'{stats["chips_per_image"]:.2f} chips per image, '
+            f'{stats["images_without_chips"]} images without chips; '
             f'chip px per image {stats["chip_pixels_per_image"]:.3g} vs '
+            f'{stats["finest_scale_pixels_per_image"]:.3g} for the whole '
+            'image at the finest scale and '
             f'{stats["resize_800x1333_pixels_per_image"]:.3g} for one '
             '800x1333 resize',
             logger='current')

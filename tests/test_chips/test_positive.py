@@ -1,0 +1,598 @@
+# Copyright (c) mmsniper contributors. All rights reserved.
+"""Positive chips (SNIPER spec, section 2): grid, greedy cover, assignment."""
+import ast
+import pathlib
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+import mmsniper.chips.grid_cover as grid_cover_module
+from mmsniper.chips import (ScaleChips, assign_boxes_to_chips,
+                            candidate_chip_origins, candidate_chips,
+                            chip_driving_mask, compute_scale_factor,
+                            generate_multiscale_chips, generate_positive_chips,
+                            generate_scale_chips, greedy_cover,
+                            grid_greedy_cover)
+from mmsniper.chips.geometry import axis_origins_and_ends
+
+COCO_SCALES = (3.0, 1.667, (-1, 512))
+COCO_TRAIN_RANGES = ((-1, 80), (32, 150), (120, -1))
+TOLERANCE = 1e-6
+
+
+def contains(chip, box, tolerance=TOLERANCE):
+    """Whether ``chip`` contains ``box`` (xyxy), with a float slack."""
+    return (chip[0] <= box[0] + tolerance and chip[1] <= box[1] + tolerance
+            and box[2] <= chip[2] + tolerance
+            and box[3] <= chip[3] + tolerance)
+
+
+def clip_to_image(boxes, image_size):
+    height, width = image_size
+    return np.clip(boxes, 0, [width, height, width, height])
+
+
+def reference_axis(extent, chip_size, stride):
+    """Origins and ends of one axis, written out as the rules say."""
+    if extent <= chip_size + TOLERANCE:
+        return [0.0], [extent]
+    origins = []
+    origin = 0
+    while origin < extent - chip_size - TOLERANCE:
+        origins.append(float(origin))
+        origin += stride
+    ends = [origin + chip_size for origin in origins] + [extent]
+    return origins + [extent - chip_size], ends
+
+
+def reference_scale_chips(gt_bboxes, image_size, factor, valid_range,
+                          chip_size, stride):
+    """Brute-force positive chips of one scale (orig px), raster ties."""
+    height, width = image_size
+    valid = chip_driving_mask(gt_bboxes, factor, valid_range, chip_size,
+                              stride, image_size)
+    boxes = clip_to_image(np.asarray(gt_bboxes, float),
+                          image_size)[valid] * factor
+    x_origins, x_ends = reference_axis(width * factor, chip_size, stride)
+    y_origins, y_ends = reference_axis(height * factor, chip_size, stride)
+    candidates = np.array(
+        [[x_origins[col], y_origins[row], x_ends[col], y_ends[row]]
+         for row in range(len(y_origins)) for col in range(len(x_origins))])
+    inside = ((candidates[:, None, 0] <= boxes[None, :, 0])
+              & (candidates[:, None, 1] <= boxes[None, :, 1])
+              & (boxes[None, :, 2] <= candidates[:, None, 2])
+              & (boxes[None, :, 3] <= candidates[:, None, 3]))
+    box_sets = [set(np.flatnonzero(row).tolist()) for row in inside]
+    uncovered = set(range(len(boxes)))
+    picks = []
+    while True:
+        gains = [len(box_set & uncovered) for box_set in box_sets]
+        best = int(np.argmax(gains)) if gains else 0
+        if not gains or gains[best] == 0:
+            break
+        picks.append(best)
+        uncovered -= box_sets[best]
+    return candidates[picks] / factor, valid
+
+
+# -- strategies --------------------------------------------------------------
+
+
+@st.composite
+def gt_boxes(draw, height, width, max_boxes):
+    """Random boxes: tiny, ordinary, huge, partly or fully off the image."""
+    num_boxes = draw(st.integers(0, max_boxes))
+    boxes = []
+    for _ in range(num_boxes):
+        x1 = draw(st.floats(-0.2 * width, 1.1 * width))
+        y1 = draw(st.floats(-0.2 * height, 1.1 * height))
+        box_width = draw(
+            st.one_of(
+                st.floats(0, 3), st.floats(3, 200), st.floats(0, 1.5 * width)))
+        box_height = draw(
+            st.one_of(
+                st.floats(0, 3), st.floats(3, 200), st.floats(0,
+                                                              1.5 * height)))
+        boxes.append([x1, y1, x1 + box_width, y1 + box_height])
+    return np.array(boxes, dtype=np.float64).reshape(-1, 4)
+
+
+scale_specs = st.one_of(
+    st.floats(0.05, 3.0),
+    st.tuples(
+        st.sampled_from([-1, 200, 480, 800, 1400]),
+        st.sampled_from([512, 1000, 1333, 2000])),
+    st.tuples(st.sampled_from([300, 600, 900]), st.just(-1)))
+
+
+@st.composite
+def valid_ranges(draw):
+    lo = draw(st.sampled_from([-1, 0, 16, 32, 75, 120]))
+    hi = draw(st.sampled_from([-1, 80, 150, 180, 400, 2000]))
+    assume(hi == -1 or hi > max(lo, 0))
+    return lo, hi
+
+
+@st.composite
+def chip_setups(draw, min_side=50, max_side=3000, max_boxes=25):
+    height = draw(st.integers(min_side, max_side))
+    width = draw(st.integers(min_side, max_side))
+    chip_size = draw(st.sampled_from([128, 256, 512]))
+    stride = draw(st.sampled_from([8, 16, 32, 56, 59]))
+    assume(stride < chip_size)
+    return dict(
+        gt_bboxes=draw(gt_boxes(height, width, max_boxes)),
+        image_size=(height, width),
+        scale=draw(scale_specs),
+        valid_range=draw(valid_ranges()),
+        chip_size=chip_size,
+        stride=stride)
+
+
+# -- candidate grid ----------------------------------------------------------
+
+
+class TestCandidateGrid:
+
+    def test_origins_regular_grid_plus_flush_chip(self):
+        origins = candidate_chip_origins(1920, 512, 32)
+        np.testing.assert_array_equal(origins[:-1], np.arange(0, 1408, 32))
+        assert origins[-1] == 1408
+
+    def test_flush_origin_off_grid(self):
+        np.testing.assert_allclose(
+            candidate_chip_origins(600.5, 512, 32), [0, 32, 64, 88.5])
+
+    @pytest.mark.parametrize('extent', [512, 511.5, 100, 1])
+    def test_extent_within_chip_gives_one_origin(self, extent):
+        np.testing.assert_array_equal(
+            candidate_chip_origins(extent, 512, 32), [0])
+
+    def test_float_noise_above_chip_gives_one_origin(self):
+        # (-1, 512) on a long side of 333 px: 333 * (512 / 333) ~ 512.
+        extent = 333 * (512 / 333)
+        np.testing.assert_array_equal(
+            candidate_chip_origins(extent, 512, 32), [0])
+
+    @settings(max_examples=200, deadline=None)
+    @given(
+        extent=st.floats(1, 20000),
+        chip_size=st.sampled_from([64, 128, 512]),
+        stride=st.integers(1, 80))
+    def test_origins_sorted_unique_spaced_and_flush(self, extent, chip_size,
+                                                    stride):
+        origins = candidate_chip_origins(extent, chip_size, stride)
+        assert origins[0] == 0
+        if extent <= chip_size:
+            assert len(origins) == 1
+            return
+        assert (np.diff(origins) > 0).all()
+        assert (np.diff(origins) <= stride + 1e-6).all()
+        assert origins[-1] == pytest.approx(max(extent - chip_size, 0))
+        np.testing.assert_array_equal(origins[:-1] % stride, 0)
+
+    def test_candidate_chips_raster_order(self):
+        chips = candidate_chips((600, 700), 512, 64)
+        x_origins = candidate_chip_origins(700, 512, 64)
+        y_origins = candidate_chip_origins(600, 512, 64)
+        assert chips.shape == (len(x_origins) * len(y_origins), 4)
+        np.testing.assert_array_equal(chips[:len(x_origins), 0], x_origins)
+        np.testing.assert_array_equal(chips[::len(x_origins), 1], y_origins)
+        np.testing.assert_allclose(chips[:, 2] - chips[:, 0], 512)
+        np.testing.assert_allclose(chips[:, 3] - chips[:, 1], 512)
+        assert chips[:, 2].max() == 700 and chips[:, 3].max() == 600
+
+    def test_candidate_chips_truncated_only_where_image_is_small(self):
+        chips = candidate_chips((300, 1000), 512, 32)
+        np.testing.assert_array_equal(chips[:, 1], 0)
+        np.testing.assert_array_equal(chips[:, 3], 300)
+        np.testing.assert_allclose(chips[:, 2] - chips[:, 0], 512)
+
+    def test_small_image_one_chip(self):
+        np.testing.assert_array_equal(
+            candidate_chips((200, 300.5), 512, 32), [[0, 0, 300.5, 200]])
+
+    @pytest.mark.parametrize('chip_size,stride', [(0, 32), (512, 0),
+                                                  (512.5, 32), (512, -1),
+                                                  (True, 32)])
+    def test_bad_chip_params_raise(self, chip_size, stride):
+        with pytest.raises(ValueError, match='positive integer'):
+            candidate_chips((600, 600), chip_size, stride)
+
+
+# -- chip driving mask ----------------------------------------------------
+
+
+class TestChipDrivingMask:
+
+    def test_valid_range_on_sqrt_area(self):
+        boxes = [[0, 0, 20, 20], [0, 0, 100, 100], [0, 0, 200, 200]]
+        np.testing.assert_array_equal(
+            chip_driving_mask(boxes, 1.0, (32, 150), 512, 32),
+            [False, True, False])
+
+    def test_long_side_must_leave_room_for_stride(self):
+        # (512 - 32 - 1) / 3 = 159.67 orig px.
+        boxes = [[0, 0, 159, 10], [0, 0, 10, 160], [0, 0, 159.6, 159.6]]
+        np.testing.assert_array_equal(
+            chip_driving_mask(boxes, 3.0, (-1, -1), 512, 32),
+            [True, False, True])
+
+    def test_sides_under_two_pixels_skipped(self):
+        boxes = [[0, 0, 1.9, 50], [0, 0, 50, 1.5], [0, 0, 2, 2]]
+        np.testing.assert_array_equal(
+            chip_driving_mask(boxes, 1.0, (-1, -1), 512, 32),
+            [False, False, True])
+
+    def test_image_within_one_chip_never_rejects_for_size(self):
+        # 640 x 480 at (-1, 512): the scaled image is one 512 x 384 chip.
+        factor = compute_scale_factor((-1, 512), (480, 640))
+        boxes = [[0, 0, 640, 480], [10, 10, 630, 400]]
+        assert chip_driving_mask(boxes, factor, (120, -1), 512, 32,
+                                 (480, 640)).all()
+        assert not chip_driving_mask(boxes, factor, (120, -1), 512, 32).any()
+
+    def test_only_the_fitting_axis_is_relaxed(self):
+        # 2000 x 100 at factor 1: x does not fit in 512, y does.
+        boxes = [[0, 0, 400, 100], [0, 0, 480, 100]]
+        np.testing.assert_array_equal(
+            chip_driving_mask(boxes, 1.0, (-1, -1), 512, 32, (100, 2000)),
+            [True, False])
+
+    def test_boxes_clipped_to_image_first(self):
+        boxes = [[-100, -100, 20, 20], [630, 470, 700, 520],
+                 [700, 10, 800, 40]]
+        np.testing.assert_array_equal(
+            chip_driving_mask(boxes, 1.0, (15, -1), 512, 32, (480, 640)),
+            [True, False, False])
+
+    @pytest.mark.parametrize(
+        'boxes', [[[0, 0, 1]], [[[0, 0, 1, 1]]], [[0, 0, np.nan, 1]],
+                  [[0, 0, np.inf, 1]], [[0, 0, 'a', 1]]])
+    def test_bad_boxes_raise(self, boxes):
+        with pytest.raises(ValueError, match='gt_bboxes'):
+            chip_driving_mask(boxes, 1.0, (-1, -1), 512, 32)
+
+
+# -- greedy cover and assignment ----------------------------------------------
+
+
+class TestGreedyCover:
+
+    def test_picks_chip_with_most_boxes_first(self):
+        chips = [[0, 0, 10, 10], [0, 0, 100, 100], [50, 50, 150, 150]]
+        boxes = [[1, 1, 5, 5], [60, 60, 70, 70], [120, 120, 140, 140],
+                 [20, 20, 30, 30]]
+        np.testing.assert_array_equal(greedy_cover(chips, boxes), [1, 2])
+
+    def test_ties_lowest_index_without_rng(self):
+        chips = [[0, 0, 10, 10], [0, 0, 20, 20], [-5, -5, 20, 20]]
+        np.testing.assert_array_equal(greedy_cover(chips, [[1, 1, 5, 5]]), [0])
+
+    def test_ties_at_random_with_rng(self):
+        chips = [[x, 0, x + 100, 100] for x in range(0, 50, 5)]
+        picks = {
+            int(
+                greedy_cover(chips, [[50, 10, 60, 20]],
+                             np.random.default_rng(seed))[0])
+            for seed in range(40)
+        }
+        assert len(picks) > 3
+
+    def test_boxes_no_chip_contains_are_left(self):
+        chips = [[0, 0, 10, 10]]
+        np.testing.assert_array_equal(
+            greedy_cover(chips, [[5, 5, 15, 15], [1, 1, 2, 2]]), [0])
+        assert len(greedy_cover(chips, [[5, 5, 15, 15]])) == 0
+
+    def test_empty_inputs(self):
+        assert greedy_cover(np.zeros((0, 4)), [[0, 0, 1, 1]]).shape == (0, )
+        assert greedy_cover([[0, 0, 1, 1]], np.zeros((0, 4))).shape == (0, )
+
+    def test_bad_rng_raises(self):
+        with pytest.raises(ValueError, match='rng'):
+            greedy_cover([[0, 0, 1, 1]], [[0, 0, 1, 1]], rng=0)
+
+
+class TestAssignBoxesToChips:
+
+    def test_containing_chip_beats_larger_overlap_elsewhere(self):
+        chips = [[0, 0, 50, 50], [0, 0, 100, 100], [0, 0, 200, 200]]
+        boxes = [[10, 10, 20, 20], [60, 60, 150, 150], [150, 150, 250, 250]]
+        np.testing.assert_array_equal(
+            assign_boxes_to_chips(boxes, chips), [0, 2, 2])
+
+    def test_largest_intersection_over_box_area(self):
+        chips = [[0, 0, 100, 100], [80, 0, 180, 100]]
+        boxes = [[70, 10, 100, 20], [90, 10, 120, 20]]
+        np.testing.assert_array_equal(
+            assign_boxes_to_chips(boxes, chips), [0, 1])
+
+    def test_no_intersection_or_no_chip(self):
+        chips = [[0, 0, 10, 10]]
+        np.testing.assert_array_equal(
+            assign_boxes_to_chips([[20, 20, 30, 30], [10, 0, 20, 10]], chips),
+            [-1, -1])
+        np.testing.assert_array_equal(
+            assign_boxes_to_chips([[0, 0, 1, 1]], np.zeros((0, 4))), [-1])
+        assert assign_boxes_to_chips(np.zeros((0, 4)), chips).shape == (0, )
+
+    def test_zero_area_box_inside_a_chip(self):
+        chips = [[0, 0, 10, 10], [5, 5, 20, 20]]
+        np.testing.assert_array_equal(
+            assign_boxes_to_chips([[12, 12, 12, 15]], chips), [1])
+
+
+class TestGridGreedyCover:
+    """The fast grid cover must pick what the plain greedy cover picks."""
+
+    @pytest.mark.parametrize('small_max,corner_max', [(64, 64), (0, 64),
+                                                      (0, 0)])
+    @settings(max_examples=40, deadline=None)
+    @given(
+        data=st.data(),
+        height=st.floats(100, 1500),
+        width=st.floats(100, 1500))
+    def test_strategies_match_plain_greedy(self, small_max, corner_max, data,
+                                           height, width):
+        stride = data.draw(st.sampled_from([16, 32, 59]))
+        boxes = data.draw(gt_boxes(height, width, 40))
+        boxes = clip_to_image(boxes, (height, width))
+        x_origins, x_ends = axis_origins_and_ends(width, 256, stride)
+        y_origins, y_ends = axis_origins_and_ends(height, 256, stride)
+        chips = candidate_chips((height, width), 256, stride)
+        patched = pytest.MonkeyPatch()
+        patched.setattr(grid_cover_module, 'SMALL_COVER_MAX_BOXES', small_max)
+        patched.setattr(grid_cover_module, 'CORNER_COVER_MAX_BOXES',
+                        corner_max)
+        try:
+            rows, cols, covered_by = grid_greedy_cover(boxes, x_origins,
+                                                       x_ends, y_origins,
+                                                       y_ends)
+        finally:
+            patched.undo()
+        picks = rows * len(x_origins) + cols
+        np.testing.assert_array_equal(picks, greedy_cover(chips, boxes))
+        for box, pick in zip(boxes, covered_by):
+            if pick < 0:
+                assert not any(contains(chip, box, 0) for chip in chips)
+            else:
+                assert contains(chips[picks[pick]], box, 0)
+                assert not any(
+                    contains(chips[earlier], box, 0)
+                    for earlier in picks[:pick])
+
+    @settings(max_examples=40, deadline=None)
+    @given(data=st.data(), seed=st.integers(0, 2**32 - 1))
+    def test_random_ties_match_plain_greedy(self, data, seed):
+        boxes = clip_to_image(data.draw(gt_boxes(700, 900, 20)), (700, 900))
+        x_origins, x_ends = axis_origins_and_ends(900.0, 256, 32)
+        y_origins, y_ends = axis_origins_and_ends(700.0, 256, 32)
+        rows, cols, _ = grid_greedy_cover(boxes, x_origins, x_ends, y_origins,
+                                          y_ends, np.random.default_rng(seed))
+        expected = greedy_cover(
+            candidate_chips((700, 900), 256, 32), boxes,
+            np.random.default_rng(seed))
+        np.testing.assert_array_equal(rows * len(x_origins) + cols, expected)
+
+
+def test_bit_count_fallbacks_agree():
+    values = np.array([0, 1, 2**63 + 5, 2**64 - 1, 12345], dtype=np.uint64)
+    np.testing.assert_array_equal(
+        grid_cover_module._popcount_fallback(values), [0, 1, 3, 64, 6])
+    for value in values.tolist():
+        assert grid_cover_module._count_bits_fallback(value) == bin(
+            value).count('1')
+
+
+# -- positive chips -----------------------------------------------------------
+
+
+class TestGenerateScaleChips:
+
+    def test_coco_like_image(self):
+        boxes = np.array([[10, 10, 50, 60], [300, 200, 340, 260], [0, 0, 5, 5],
+                          [600, 400, 700, 470]])
+        result = generate_scale_chips(boxes, (480, 640), 3.0, (-1, 80))
+        assert isinstance(result, ScaleChips)
+        assert result.scale_factor == 3.0
+        np.testing.assert_array_equal(result.gt_valid, [True] * 4)
+        # boxes 0 and 2 share the first chip (lowest raster position)
+        np.testing.assert_allclose(result.chips[0], [0, 0, 512 / 3, 512 / 3])
+        np.testing.assert_array_equal(result.gt_chip, [0, 1, 0, 2])
+        # the box cut at the image edge sits in the bottom-right chip
+        np.testing.assert_allclose(result.chips[2],
+                                   [640 - 512 / 3, 480 - 512 / 3, 640, 480])
+
+    def test_empty_gt(self):
+        for boxes in ([], np.zeros((0, 4))):
+            result = generate_scale_chips(boxes, (480, 640), 3.0, (-1, 80))
+            assert result.chips.shape == (0, 4)
+            assert result.gt_valid.shape == (0, )
+            assert result.gt_chip.shape == (0, )
+
+    def test_scale_without_valid_box_has_no_chip(self):
+        result = generate_scale_chips([[0, 0, 10, 10]], (480, 640), 1.0,
+                                      (100, -1))
+        assert result.chips.shape == (0, 4)
+        np.testing.assert_array_equal(result.gt_chip, [-1])
+
+    def test_image_smaller_than_chip_gives_whole_image(self):
+        boxes = [[0, 0, 640, 480], [10, 10, 20, 20], [300, 200, 500, 400]]
+        result = generate_scale_chips(boxes, (480, 640), (-1, 512), (-1, -1))
+        np.testing.assert_array_equal(result.chips, [[0, 0, 640, 480]])
+        np.testing.assert_array_equal(result.gt_chip, [0, 0, 0])
+
+    def test_deterministic_without_rng_reproducible_with_seed(self):
+        rng = np.random.default_rng(0)
+        corners = rng.uniform(0, 1800, (30, 2))
+        boxes = np.hstack([corners, corners + rng.uniform(5, 60, (30, 2))])
+        first = generate_scale_chips(boxes, (2000, 2000), 1.0, (-1, -1))
+        second = generate_scale_chips(boxes, (2000, 2000), 1.0, (-1, -1))
+        np.testing.assert_array_equal(first.chips, second.chips)
+        np.testing.assert_array_equal(first.gt_chip, second.gt_chip)
+        seeded = [
+            generate_scale_chips(
+                boxes, (2000, 2000),
+                1.0, (-1, -1),
+                rng=np.random.default_rng(7)) for _ in range(2)
+        ]
+        np.testing.assert_array_equal(seeded[0].chips, seeded[1].chips)
+
+    def test_rng_varies_chip_position(self):
+        boxes = [[900, 900, 920, 920]]
+        positions = {
+            tuple(
+                generate_scale_chips(
+                    boxes, (2000, 2000),
+                    1.0, (-1, -1),
+                    rng=np.random.default_rng(seed)).chips[0])
+            for seed in range(20)
+        }
+        assert len(positions) > 5
+        for chip in positions:
+            assert contains(chip, boxes[0])
+
+    @pytest.mark.parametrize('boxes,match', [([[0, 0, 1]], r'\(N, 4\)'),
+                                             ([[0, 0, np.nan, 1]], 'finite'),
+                                             (np.zeros((2, 5)), r'\(N, 4\)')])
+    def test_bad_gt_raises(self, boxes, match):
+        with pytest.raises(ValueError, match=match):
+            generate_scale_chips(boxes, (480, 640), 1.0, (-1, -1))
+
+    @settings(max_examples=120, deadline=None)
+    @given(setup=chip_setups())
+    def test_properties_on_random_images(self, setup):
+        result = generate_scale_chips(**setup)
+        gt_bboxes, (height, width) = setup['gt_bboxes'], setup['image_size']
+        chip_size = setup['chip_size']
+        factor = compute_scale_factor(setup['scale'], (height, width))
+        chips = result.chips
+        assert result.scale_factor == factor
+        assert chips.shape[1] == 4 and chips.dtype == np.float64
+        # validity is the chip-driving mask
+        np.testing.assert_array_equal(
+            result.gt_valid,
+            chip_driving_mask(gt_bboxes, factor, setup['valid_range'],
+                              chip_size, setup['stride'], (height, width)))
+        # chips lie inside the image and have the chip size (scaled px),
+        # except along an axis where the image is smaller than a chip
+        assert (chips[:, :2] >= -TOLERANCE).all()
+        assert (chips[:, 2] <= width + TOLERANCE).all()
+        assert (chips[:, 3] <= height + TOLERANCE).all()
+        for extent, sides in ((width * factor,
+                               (chips[:, 2] - chips[:, 0]) * factor),
+                              (height * factor,
+                               (chips[:, 3] - chips[:, 1]) * factor)):
+            np.testing.assert_allclose(
+                sides,
+                min(extent, chip_size) if extent > chip_size +
+                1e-6 else extent,
+                rtol=1e-9)
+        # each pick covers a new box: never more chips than valid boxes
+        num_valid = int(result.gt_valid.sum())
+        assert len(chips) <= num_valid
+        assert (len(chips) == 0) == (num_valid == 0)
+        if max(height, width) * factor <= chip_size and num_valid:
+            np.testing.assert_array_equal(chips, [[0, 0, width, height]])
+        # every valid GT lies inside its assigned chip; others have -1
+        clipped = clip_to_image(gt_bboxes, (height, width))
+        np.testing.assert_array_equal(result.gt_chip[~result.gt_valid], -1)
+        for box, chip_id in zip(clipped[result.gt_valid],
+                                result.gt_chip[result.gt_valid]):
+            assert 0 <= chip_id < len(chips)
+            assert contains(chips[chip_id], box)
+            # the assigned chip is one of largest intersection over area
+            best = assign_boxes_to_chips(box[None], chips)[0]
+            assert contains(chips[best], box)
+
+    @settings(max_examples=60, deadline=None)
+    @given(setup=chip_setups(max_side=700, max_boxes=12))
+    def test_not_more_chips_than_useful_candidates(self, setup):
+        result = generate_scale_chips(**setup)
+        factor = result.scale_factor
+        height, width = setup['image_size']
+        candidates = candidate_chips((height * factor, width * factor),
+                                     setup['chip_size'], setup['stride'])
+        valid_boxes = clip_to_image(setup['gt_bboxes'],
+                                    (height, width))[result.gt_valid]
+        useful = {
+            index
+            for index, chip in enumerate(candidates)
+            for box in valid_boxes if contains(chip, box * factor, 0)
+        }
+        assert len(result.chips) <= len(useful) <= len(candidates)
+
+    @settings(max_examples=60, deadline=None)
+    @given(setup=chip_setups(max_side=900, max_boxes=12))
+    def test_matches_brute_force_reference(self, setup):
+        factor = compute_scale_factor(setup['scale'], setup['image_size'])
+        assume(max(setup['image_size']) * factor < 4000)
+        result = generate_scale_chips(**setup)
+        expected, valid = reference_scale_chips(setup['gt_bboxes'],
+                                                setup['image_size'], factor,
+                                                setup['valid_range'],
+                                                setup['chip_size'],
+                                                setup['stride'])
+        np.testing.assert_array_equal(result.gt_valid, valid)
+        assert len(result.chips) == len(expected)
+        np.testing.assert_allclose(result.chips, expected, atol=1e-6)
+
+
+class TestGeneratePositiveChips:
+
+    def test_coco_setup_per_scale(self):
+        boxes = np.array([[10, 10, 50, 60], [300, 200, 340, 260],
+                          [100, 100, 300, 300], [0, 0, 639, 479]])
+        chips = generate_positive_chips(boxes, (480, 640), COCO_SCALES,
+                                        COCO_TRAIN_RANGES)
+        assert len(chips) == 3
+        # finest (x3) and middle (x1.667): the two small boxes (sqrt-areas
+        # 45 and 49), too far apart for one chip; the 200 px box is out of
+        # range at both. Coarsest: the two large boxes, in the one chip
+        # that is the whole image.
+        assert len(chips[0]) == 2
+        assert len(chips[1]) == 2
+        np.testing.assert_array_equal(chips[2], [[0, 0, 640, 480]])
+
+    def test_matches_per_scale_generation(self):
+        rng = np.random.default_rng(3)
+        corners = rng.uniform(0, 900, (40, 2))
+        boxes = np.hstack([corners, corners + rng.uniform(2, 300, (40, 2))])
+        multi = generate_multiscale_chips(boxes, (1000, 1200), COCO_SCALES,
+                                          COCO_TRAIN_RANGES, 512, 48)
+        chips = generate_positive_chips(boxes, (1000, 1200), COCO_SCALES,
+                                        COCO_TRAIN_RANGES, 512, 48)
+        for scale, valid_range, scale_chips, scale_result in zip(
+                COCO_SCALES, COCO_TRAIN_RANGES, chips, multi):
+            single = generate_scale_chips(boxes, (1000, 1200), scale,
+                                          valid_range, 512, 48)
+            np.testing.assert_array_equal(scale_chips, single.chips)
+            np.testing.assert_array_equal(scale_result.gt_chip, single.gt_chip)
+
+    def test_empty_gt_gives_empty_chips(self):
+        chips = generate_positive_chips(
+            np.zeros((0, 4)), (480, 640), COCO_SCALES, COCO_TRAIN_RANGES)
+        assert [c.shape for c in chips] == [(0, 4)] * 3
+
+    def test_range_count_must_match(self):
+        with pytest.raises(ValueError, match='valid ranges'):
+            generate_positive_chips([[0, 0, 10, 10]], (480, 640), COCO_SCALES,
+                                    COCO_TRAIN_RANGES[:2])
+
+
+def test_chips_package_is_pure_numpy():
+    forbidden = {'mmdet', 'mmcv', 'mmengine', 'torch', 'cv2'}
+    package = pathlib.Path(__file__).parents[2] / 'mmsniper' / 'chips'
+    for path in package.glob('*.py'):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                assert name.split('.')[0] not in forbidden, (path, name)

@@ -1,0 +1,639 @@
+#!/usr/bin/env python
+"""Extract proposals on the training images, for negative chip mining.
+
+Runs a trained RPN (an ``RPN`` detector, or the RPN stage of any two-stage
+detector: ``model.rpn_head`` on ``model.extract_feat``) on every image of
+the config's training set (``--split`` picks another) at each scale, keeps
+the top ``--topk`` proposals per scale after NMS ``--nms-thr``, maps them to
+original-image pixels, concatenates the scales and applies NMS
+``--nms-thr`` again: the reference recipe of SNIPER_SPEC.md section 3::
+
+    python tools/extract_proposals.py CONFIG CHECKPOINT --out FILE.pkl
+        [--split {train,val,test}] [--scales S [S ...]] [--topk 300]
+        [--nms-thr 0.7] [--nms-pre N] [--from-detections [--score-thr T]]
+        [--chunk-size 200] [--resume] [--keep-parts | --remove-parts]
+        [--num-workers 2] [--device DEV] [--cfg-options ...]
+        [--launcher {none,pytorch,slurm,mpi}] [--trust-checkpoint-dir DIR]
+
+Scales (``--scales``, finest first) are plain factors (``1.5``) or
+``SHORT,LONG`` resolution pairs (``1400,2000``; ``-1,512`` means long side
+512), resolved per image with the SNIPER rule
+(:func:`mmsniper.chips.compute_scale_factor`). The default is the config's
+``proposal_scales`` variable if it has one, else the reference test scales
+``1400,2000 800,1280 480,512``.
+
+``--from-detections`` uses a full detector's final detections instead
+(class-agnostic; PaddleDetection's route): per scale, detections above
+``--score-thr``, class-agnostic NMS ``--nms-thr``, top ``--topk``; then the
+same merge.
+
+Output: one pickle (``mmengine.dump``) of a dict keyed by
+``<parent dir>/<file name>`` of each image path (the key of mmdet's
+``DumpProposals``) -> ``dict(bboxes=float32 (N, 4) xyxy in original px,
+scores=float32 (N,), img_id=int)``, sorted by score.
+
+Large datasets: several processes (``tools/dist_extract_proposals.sh``,
+``--launcher pytorch``; gloo on CPU) each handle a disjoint share of the
+images. Every process writes its finished images in chunks of
+``--chunk-size`` images to ``FILE.pkl.parts/`` (atomically, via rename);
+``--resume`` skips the images already there (the process count may change
+between runs), so an interrupted run loses at most one chunk per process.
+Finally rank 0 merges the parts into ``FILE.pkl``. The parts are kept
+(``--remove-parts`` deletes them): a later ``--resume`` run on a grown
+dataset computes only the new images. Without ``--resume`` an existing
+parts folder is emptied first.
+
+CHECKPOINT is named on the command line, so it is trusted (see
+:mod:`mmsniper.utils.checkpoint`). Runs from a source checkout without
+installing mmsniper.
+"""
+import argparse
+import glob
+import logging
+import os
+import os.path as osp
+import re
+import sys
+import time
+import uuid
+from pathlib import Path
+
+# Make ``import mmsniper`` work from a plain checkout (no ``pip install``).
+REPO_ROOT = str(Path(__file__).resolve().parents[1])
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+
+import mmengine  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from mmengine.config import Config, ConfigDict, DictAction  # noqa: E402
+from mmengine.dist import (  # noqa: E402
+    all_gather_object, barrier, broadcast_object_list, get_dist_info,
+    init_dist, is_distributed)
+from mmengine.logging import MMLogger  # noqa: E402
+from mmengine.registry import init_default_scope  # noqa: E402
+from mmengine.runner import load_checkpoint  # noqa: E402
+from mmengine.utils import ProgressBar  # noqa: E402
+
+import mmsniper  # noqa: E402,F401  (registers mmsniper's components)
+from mmsniper import utils as sniper_utils  # noqa: E402
+from mmsniper.chips import compute_scale_factor  # noqa: E402
+
+#: Reference test scales (SNIPER_SPEC.md section 6), finest first.
+REFERENCE_PROPOSAL_SCALES = ((1400, 2000), (800, 1280), (480, 512))
+PART_SUFFIX = '.pkl'
+META_KEYS = ('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')
+LOGGER_NAME = 'mmsniper_extract_proposals'
+
+
+# ---------------------------------------------------------------------------
+# command line
+# ---------------------------------------------------------------------------
+def parse_scale(text):
+    """``'1.5'`` -> 1.5; ``'1400,2000'`` -> (1400.0, 2000.0)."""
+    if isinstance(text, (int, float)):
+        return float(text)
+    if isinstance(text, (list, tuple)):
+        if len(text) != 2:
+            raise ValueError(f'a resolution scale is a (short, long) pair, '
+                             f'got {text!r}')
+        return (float(text[0]), float(text[1]))
+    parts = [p for p in re.split(r'[,x:]', str(text).strip()) if p.strip()]
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) == 1:
+        return values[0]
+    if len(values) == 2:
+        return tuple(values)
+    raise argparse.ArgumentTypeError(
+        f'bad scale {text!r}: give a factor (1.5) or a SHORT,LONG pair '
+        '(1400,2000; -1,512 for "long side 512")')
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Extract multi-scale proposals on the training images '
+        '(SNIPER negative chip mining)')
+    # ``-1,512`` is a value, not an option
+    parser._negative_number_matcher = re.compile(
+        r'^-\d+$|^-\d*\.\d+$|^-\d*\.?\d*[,x:]\d*\.?\d*$')
+    parser.add_argument('config', help='config of the RPN or detector')
+    parser.add_argument(
+        'checkpoint',
+        help='checkpoint file (named here, so trusted: it may be loaded '
+        'with torch.load(weights_only=False))')
+    parser.add_argument(
+        '--out', required=True, help='output pickle file (.pkl / .pickle)')
+    parser.add_argument(
+        '--split',
+        choices=['train', 'val', 'test'],
+        default='train',
+        help='which dataloader\'s images (default: train; a SniperChipDataset '
+        'or other wrapper is unwrapped to its images)')
+    parser.add_argument(
+        '--scales',
+        nargs='+',
+        type=parse_scale,
+        help='scales, finest first: factors (1.5) or SHORT,LONG resolution '
+        'pairs (1400,2000; -1,512). Default: the config\'s proposal_scales, '
+        'else 1400,2000 800,1280 480,512 (the reference test scales)')
+    parser.add_argument(
+        '--topk',
+        type=int,
+        default=300,
+        help='proposals kept per scale after NMS (default 300)')
+    parser.add_argument(
+        '--nms-thr',
+        type=float,
+        default=0.7,
+        help='IoU threshold of the per-scale NMS and of the NMS over all '
+        'scales (default 0.7)')
+    parser.add_argument(
+        '--nms-pre',
+        type=int,
+        help='RPN candidates per FPN level before NMS (default: the config\'s '
+        'test_cfg.rpn.nms_pre)')
+    parser.add_argument(
+        '--max-per-img',
+        type=int,
+        default=-1,
+        help='cap on the merged proposals per image (default: none; at most '
+        'topk x number of scales)')
+    parser.add_argument(
+        '--from-detections',
+        action='store_true',
+        help='use the final detections of a full detector (class-agnostic) '
+        'instead of RPN proposals')
+    parser.add_argument(
+        '--score-thr',
+        type=float,
+        default=0.0,
+        help='with --from-detections: drop detections scored below this '
+        '(default 0: keep what the detector\'s own test_cfg keeps)')
+    parser.add_argument(
+        '--chunk-size',
+        type=int,
+        default=200,
+        help='images per part file under OUT.parts/ (default 200)')
+    parser.add_argument(
+        '--resume',
+        action='store_true',
+        help='skip the images already in OUT.parts/ (from an interrupted or '
+        'earlier run)')
+    parts = parser.add_mutually_exclusive_group()
+    parts.add_argument(
+        '--remove-parts',
+        action='store_true',
+        help='delete OUT.parts/ after the merge')
+    parts.add_argument(
+        '--keep-parts',
+        action='store_true',
+        help='keep OUT.parts/ after the merge (the default)')
+    parser.add_argument(
+        '--num-workers',
+        type=int,
+        default=2,
+        help='image loading processes per rank (default 2; 0 = in-process)')
+    parser.add_argument(
+        '--device', help='device (default: cuda if available, else cpu)')
+    parser.add_argument(
+        sniper_utils.TRUST_DIR_FLAG,
+        dest='trust_checkpoint_dir',
+        action='append',
+        default=[],
+        metavar='DIR',
+        help='trust checkpoints under DIR (e.g. a Pretrained init_cfg file '
+        'that is not weights-only). Repeatable. Also read from '
+        f'${sniper_utils.TRUSTED_DIRS_ENV} (os.pathsep-separated).')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override some settings in the used config, the key-value pair '
+        'in xxx=yyy format will be merged into config file.')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    if not args.out.endswith(('.pkl', '.pickle')):
+        parser.error(f'--out must be a .pkl or .pickle file, got {args.out}')
+    if args.topk <= 0:
+        parser.error('--topk must be positive')
+    if not 0 < args.nms_thr <= 1:
+        parser.error('--nms-thr must be in (0, 1]')
+    if args.chunk_size <= 0:
+        parser.error('--chunk-size must be positive')
+    return parser, args
+
+
+# ---------------------------------------------------------------------------
+# images
+# ---------------------------------------------------------------------------
+def image_key(img_path):
+    """``<parent dir>/<file name>`` of an image path (mmdet DumpProposals)."""
+    path = str(img_path).replace('\\', '/')
+    return '/'.join(path.rstrip('/').split('/')[-2:])
+
+
+def _leaf_dataset_cfgs(ds_cfg):
+    """The dataset configs that hold images, below any wrappers
+    (SniperChipDataset, RepeatDataset, ClassBalancedDataset, ...)."""
+    if 'datasets' in ds_cfg:  # ConcatDataset
+        leaves = []
+        for sub in ds_cfg['datasets']:
+            leaves += _leaf_dataset_cfgs(sub)
+        return leaves
+    if 'dataset' in ds_cfg:
+        return _leaf_dataset_cfgs(ds_cfg['dataset'])
+    return [ds_cfg]
+
+
+def load_image_list(cfg, split):
+    """``[(key, img_path, img_id, (h, w) or None)]`` of the split's images,
+    and the backend_args of its dataset."""
+    from mmdet.registry import DATASETS
+    loader = cfg.get(f'{split}_dataloader')
+    if not loader or not loader.get('dataset'):
+        raise ValueError(f'the config has no {split}_dataloader.dataset')
+    images, backend_args = [], None
+    for leaf in _leaf_dataset_cfgs(loader['dataset']):
+        leaf = ConfigDict(leaf)
+        leaf.pipeline = []  # only the data list is needed
+        backend_args = leaf.get('backend_args', backend_args)
+        dataset = DATASETS.build(leaf)
+        if hasattr(dataset, 'full_init'):
+            dataset.full_init()
+        for idx in range(len(dataset)):
+            info = dataset.get_data_info(idx)
+            img_id = info.get('img_id', idx)
+            try:
+                img_id = int(img_id)
+            except (TypeError, ValueError):
+                pass
+            size = None
+            if info.get('height') and info.get('width'):
+                size = (int(info['height']), int(info['width']))
+            images.append(
+                (image_key(info['img_path']), info['img_path'], img_id, size))
+    return images, backend_args
+
+
+class ScaledImages(torch.utils.data.Dataset):
+    """Each image decoded once and packed at every scale."""
+
+    def __init__(self, images, scales, backend_args=None):
+        self.images = images
+        self.scales = scales
+        self.backend_args = backend_args
+        self._load = None
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, idx):
+        from mmdet.registry import TRANSFORMS
+        if self._load is None:
+            self._load = TRANSFORMS.build(
+                dict(type='LoadImageFromFile', backend_args=self.backend_args))
+            self._pack = TRANSFORMS.build(
+                dict(type='PackDetInputs', meta_keys=META_KEYS))
+        key, img_path, img_id, _ = self.images[idx]
+        results = self._load(dict(img_path=img_path, img_id=img_id))
+        if results is None:
+            raise RuntimeError(f'cannot load image {img_path}')
+        height, width = results['img'].shape[:2]
+        packed = []
+        for scale in self.scales:
+            factor = compute_scale_factor(scale, (height, width))
+            resize = TRANSFORMS.build(
+                dict(type='Resize', scale_factor=factor, keep_ratio=True))
+            scaled = resize(dict(results))
+            packed.append(self._pack(scaled))
+        return dict(
+            key=key, img_id=img_id, ori_shape=(height, width), scales=packed)
+
+
+def _first(batch):
+    return batch[0]
+
+
+# ---------------------------------------------------------------------------
+# model
+# ---------------------------------------------------------------------------
+def build_model(cfg, args, device, logger):
+    from mmdet.registry import MODELS
+    model = MODELS.build(cfg.model)
+    with sniper_utils.trusted_checkpoint_loading(
+            trusted_dirs=args.trust_checkpoint_dir,
+            trusted_files=[args.checkpoint]):
+        load_checkpoint(
+            model, args.checkpoint, map_location='cpu', logger=logger)
+    from mmengine.model import revert_sync_batchnorm
+    model = revert_sync_batchnorm(model)
+    model.to(device)
+    model.eval()
+    if args.from_detections:
+        return model, None
+    head = getattr(model, 'rpn_head', None)
+    if head is None and type(model).__name__ == 'RPN':
+        head = model.bbox_head
+    if head is None or not hasattr(model, 'extract_feat'):
+        raise ValueError(
+            f'{type(model).__name__} has no RPN (neither an RPN detector nor '
+            'a two-stage detector with rpn_head); use --from-detections to '
+            'take the final detections of a one-stage detector')
+    test_cfg = ConfigDict(dict(head.test_cfg or {}))
+    if args.nms_pre is not None:
+        test_cfg.nms_pre = args.nms_pre
+    test_cfg.setdefault('nms_pre', 2000)
+    test_cfg.setdefault('min_bbox_size', 0)
+    test_cfg.max_per_img = args.topk
+    test_cfg.nms = dict(type='nms', iou_threshold=args.nms_thr)
+    head.test_cfg = test_cfg
+    logger.info(f'RPN ({type(head).__name__}) test_cfg: {dict(test_cfg)}')
+    return model, head
+
+
+def _clip(bboxes, scores, ori_shape):
+    height, width = ori_shape
+    bboxes = bboxes.clone()
+    bboxes[:, 0::2] = bboxes[:, 0::2].clamp(0, width)
+    bboxes[:, 1::2] = bboxes[:, 1::2].clamp(0, height)
+    keep = (bboxes[:, 2] > bboxes[:, 0]) & (bboxes[:, 3] > bboxes[:, 1])
+    return bboxes[keep], scores[keep]
+
+
+def _nms(bboxes, scores, iou_thr):
+    """Class-agnostic NMS; returns the kept boxes and scores by score."""
+    from mmcv.ops import nms
+    if len(bboxes) == 0:
+        return bboxes, scores
+    dets, _ = nms(bboxes.contiguous(), scores.contiguous(), iou_thr)
+    return dets[:, :4], dets[:, 4]
+
+
+@torch.no_grad()
+def image_proposals(model, head, item, args):
+    """Proposals of one image at all scales, merged, in original px."""
+    all_boxes, all_scores = [], []
+    for packed in item['scales']:
+        data = model.data_preprocessor(
+            dict(
+                inputs=[packed['inputs']],
+                data_samples=[packed['data_samples']]), False)
+        if head is not None:
+            feats = model.extract_feat(data['inputs'])
+            pred = head.predict(feats, data['data_samples'], rescale=True)[0]
+        else:
+            pred = model.predict(
+                data['inputs'], data['data_samples'],
+                rescale=True)[0].pred_instances
+        bboxes = pred.bboxes.float().cpu().reshape(-1, 4)
+        scores = pred.scores.float().cpu().reshape(-1)
+        bboxes, scores = _clip(bboxes, scores, item['ori_shape'])
+        if head is None:  # detections: threshold, class-agnostic NMS, top k
+            keep = scores >= args.score_thr
+            bboxes, scores = _nms(bboxes[keep], scores[keep], args.nms_thr)
+        order = scores.argsort(descending=True)[:args.topk]
+        all_boxes.append(bboxes[order])
+        all_scores.append(scores[order])
+    bboxes, scores = _nms(
+        torch.cat(all_boxes), torch.cat(all_scores), args.nms_thr)
+    if args.max_per_img > 0:
+        bboxes, scores = bboxes[:args.max_per_img], scores[:args.max_per_img]
+    return dict(
+        bboxes=bboxes.numpy().astype(np.float32).reshape(-1, 4),
+        scores=scores.numpy().astype(np.float32).reshape(-1),
+        img_id=item['img_id'])
+
+
+# ---------------------------------------------------------------------------
+# part files
+# ---------------------------------------------------------------------------
+def parts_dir(out):
+    return out + '.parts'
+
+
+def list_parts(folder):
+    return sorted(glob.glob(osp.join(folder, 'part-*' + PART_SUFFIX)))
+
+
+def write_part(folder, rank, token, index, results):
+    """Atomically write one chunk of finished images."""
+    name = f'part-r{rank:03d}-{token}-{index:06d}{PART_SUFFIX}'
+    path = osp.join(folder, name)
+    tmp = path + '.tmp'
+    mmengine.dump(results, tmp, file_format='pkl')
+    os.replace(tmp, path)
+    return path
+
+
+def read_part_keys(folder, logger):
+    done = set()
+    for path in list_parts(folder):
+        try:
+            done.update(mmengine.load(path, file_format='pkl').keys())
+        except Exception as exc:  # a truncated file: redo its images
+            logger.warning(f'ignoring unreadable part file {path}: {exc}')
+    return done
+
+
+def adopt_merged_output(out, folder, done, logger):
+    """On resume, images of an existing OUT that no part file holds (e.g.
+    after ``--remove-parts``) become a part file, so they are kept."""
+    if not osp.isfile(out):
+        return 0
+    try:
+        previous = mmengine.load(out, file_format='pkl')
+    except Exception as exc:
+        logger.warning(f'cannot read the existing {out} ({exc}); its images '
+                       'are computed again')
+        return 0
+    extra = {k: v for k, v in previous.items() if k not in done}
+    if extra:
+        write_part(folder, 0, f'adopted-{uuid.uuid4().hex[:6]}', 0, extra)
+        done.update(extra)
+        logger.info(f'resume: {len(extra)} images of the existing {out} '
+                    'that no part file holds are kept')
+    return len(extra)
+
+
+def merge_parts(folder, out, logger):
+    merged = {}
+    for path in list_parts(folder):
+        try:
+            merged.update(mmengine.load(path, file_format='pkl'))
+        except Exception as exc:
+            logger.warning(f'ignoring unreadable part file {path}: {exc}')
+    out_dir = osp.dirname(osp.abspath(out))
+    os.makedirs(out_dir, exist_ok=True)
+    tmp = out + '.tmp'
+    mmengine.dump(merged, tmp, file_format='pkl')
+    os.replace(tmp, out)
+    return merged
+
+
+# ---------------------------------------------------------------------------
+# main
+# ---------------------------------------------------------------------------
+def setup_distributed(cfg, launcher):
+    if launcher == 'none':
+        return
+    if sniper_utils.setup_cpu_distributed(cfg, launcher):
+        return
+    if not is_distributed():
+        env_cfg = cfg.get('env_cfg') or {}
+        dist_cfg = dict(env_cfg.get('dist_cfg') or {})
+        init_dist(launcher, **dist_cfg)
+
+
+def resolve_scales(cfg, args):
+    if args.scales:
+        return list(args.scales)
+    if cfg.get('proposal_scales'):
+        return [parse_scale(s) for s in cfg.proposal_scales]
+    return list(REFERENCE_PROPOSAL_SCALES)
+
+
+def main(argv=None):
+    """Run the tool; returns a summary dict on rank 0 (``images``,
+    ``proposals``, ``skipped``, ``computed``, ``missing``), else None."""
+    parser, args = parse_args(argv)
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    init_default_scope(cfg.get('default_scope', 'mmdet'))
+    setup_distributed(cfg, args.launcher)
+    rank, world_size = get_dist_info()
+    logger = MMLogger.get_instance(LOGGER_NAME, log_level='INFO')
+    if rank != 0:  # ranks > 0 report errors only
+        for handler in logger.handlers:
+            handler.setLevel(logging.ERROR)
+
+    scales = resolve_scales(cfg, args)
+    for scale in scales:  # fail now on a bad scale, not in a worker
+        compute_scale_factor(scale, (100, 100))
+    if args.device:
+        device = torch.device(args.device)
+    elif torch.cuda.is_available():
+        device = torch.device('cuda', torch.cuda.current_device())
+    else:
+        device = torch.device('cpu')
+
+    images, backend_args = load_image_list(cfg, args.split)
+    keys = [img[0] for img in images]
+    if len(set(keys)) != len(keys):
+        logger.warning(
+            f'{len(keys) - len(set(keys))} images share a <parent>/<file> '
+            'key with another image; only one of each is kept')
+    folder = parts_dir(args.out)
+    mode = 'final detections' if args.from_detections else 'RPN proposals'
+    logger.info(
+        f'extract_proposals: {mode} of {len(images)} {args.split} images '
+        f'at scales {scales}, top {args.topk} per scale, NMS '
+        f'{args.nms_thr}; {world_size} process(es); parts in {folder}')
+
+    # which images are done (rank 0 reads, everyone gets the set)
+    done = [set()]
+    if rank == 0:
+        os.makedirs(folder, exist_ok=True)
+        for tmp in glob.glob(osp.join(folder, '*.tmp')):
+            os.remove(tmp)  # an interrupted write
+        stale = list_parts(folder)
+        if args.resume:
+            done[0] = read_part_keys(folder, logger)
+            adopted = adopt_merged_output(args.out, folder, done[0], logger)
+            stale = list_parts(folder) if adopted else stale
+            todo_keys = set(keys) - done[0]
+            logger.info(
+                f'resume: {len(set(keys)) - len(todo_keys)} images skipped '
+                f'(already in {len(stale)} part files of {folder}), '
+                f'{len(todo_keys)} to do')
+        elif stale:
+            logger.warning(
+                f'removing {len(stale)} part files of an earlier run from '
+                f'{folder} (pass --resume to reuse them)')
+            for path in stale:
+                os.remove(path)
+    if world_size > 1:
+        broadcast_object_list(done, src=0)
+        barrier()  # stale parts are gone before anyone writes
+    done = done[0]
+    seen, todo = set(done), []
+    for img in images:
+        if img[0] not in seen:
+            seen.add(img[0])
+            todo.append(img)
+    num_skipped = len(set(keys) & done)
+    mine = todo[rank::world_size]
+
+    model, head = build_model(cfg, args, device, logger)
+    loader = torch.utils.data.DataLoader(
+        ScaledImages(mine, scales, backend_args),
+        batch_size=1,
+        shuffle=False,
+        num_workers=args.num_workers if len(mine) > 1 else 0,
+        collate_fn=_first)
+    token = f'{time.strftime("%Y%m%d%H%M%S")}-{uuid.uuid4().hex[:6]}'
+    bar = ProgressBar(len(mine)) if rank == 0 and len(mine) else None
+    buffer, chunk_idx, written = {}, 0, 0
+    for item in loader:
+        buffer[item['key']] = image_proposals(model, head, item, args)
+        if len(buffer) >= args.chunk_size:
+            write_part(folder, rank, token, chunk_idx, buffer)
+            written += len(buffer)
+            buffer, chunk_idx = {}, chunk_idx + 1
+        if bar is not None:
+            bar.update()
+    if buffer:
+        write_part(folder, rank, token, chunk_idx, buffer)
+        written += len(buffer)
+    if bar is not None:
+        sys.stdout.write('\n')
+        sys.stdout.flush()
+
+    computed = [written]
+    if world_size > 1:
+        computed = all_gather_object(written)  # also the barrier
+    if rank == 0:
+        merged = merge_parts(folder, args.out, logger)
+        num_props = sum(len(v['scores']) for v in merged.values())
+        missing = len(set(keys) - set(merged))
+        logger.info(
+            f'wrote {args.out}: {len(merged)} images, {num_props} proposals '
+            f'({num_props / max(len(merged), 1):.1f} per image); '
+            f'{sum(computed)} computed in this run (per rank {computed})' +
+            (f'; {missing} images of the dataset missing' if missing else ''))
+        if args.remove_parts:
+            for path in list_parts(folder):
+                os.remove(path)
+            try:
+                os.rmdir(folder)
+            except OSError:
+                pass
+        summary = dict(
+            images=len(merged),
+            proposals=num_props,
+            skipped=num_skipped,
+            computed=sum(computed),
+            missing=missing)
+    else:
+        summary = None
+    if world_size > 1:
+        barrier()
+    return summary
+
+
+if __name__ == '__main__':
+    try:
+        main()
+    except sniper_utils.UntrustedCheckpointError as exc:
+        sys.exit(f'tools/extract_proposals.py: error: '
+                 f'UntrustedCheckpointError: {exc}')
