@@ -81,7 +81,7 @@ def results_table(stats, metrics, data_stats, timings, max_iters):
     rows = [
         ('training images', f'{stats["num_images"]} '
          f'({data_stats["num_boxes"]} boxes, '
-         f'{100 * data_stats["fraction_small"]:.0f}% under 32 px)'),
+         f'{100 * data_stats["frac_small"]:.0f}% under 32 px)'),
         ('positive chips (per scale)', f'{stats["num_chips"]} '
          f'{stats["chips_per_scale"]}, {stats["chips_per_image"]:.1f}/image'),
         ('px per training image: chips / whole image at the finest scale '

@@ -82,6 +82,8 @@ from mmsniper.chips import compute_scale_factor  # noqa: E402
 #: Reference test scales (SNIPER_SPEC.md section 6), finest first.
 REFERENCE_PROPOSAL_SCALES = ((1400, 2000), (800, 1280), (480, 512))
 PART_SUFFIX = '.pkl'
+# RPN boxes kept per scale by the head itself (after its per-level NMS)
+MAX_RPN_CANDIDATES = 100000
 META_KEYS = ('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')
 LOGGER_NAME = 'mmsniper_extract_proposals'
 
@@ -354,10 +356,16 @@ def build_model(cfg, args, device, logger):
         test_cfg.nms_pre = args.nms_pre
     test_cfg.setdefault('nms_pre', 2000)
     test_cfg.setdefault('min_bbox_size', 0)
-    test_cfg.max_per_img = args.topk
+    # mmdet's RPNHead runs NMS per FPN level, then keeps max_per_img; the
+    # reference runs one NMS over all anchors. So the head keeps every box
+    # that survives its per-level NMS, and image_proposals() runs NMS over
+    # the levels and keeps the top k.
+    test_cfg.max_per_img = max(args.topk, MAX_RPN_CANDIDATES)
     test_cfg.nms = dict(type='nms', iou_threshold=args.nms_thr)
     head.test_cfg = test_cfg
-    logger.info(f'RPN ({type(head).__name__}) test_cfg: {dict(test_cfg)}')
+    logger.info(f'RPN ({type(head).__name__}) test_cfg: {dict(test_cfg)}; '
+                f'then NMS {args.nms_thr} over all levels, top {args.topk} '
+                'per scale')
     return model, head
 
 
@@ -398,12 +406,13 @@ def image_proposals(model, head, item, args):
         bboxes = pred.bboxes.float().cpu().reshape(-1, 4)
         scores = pred.scores.float().cpu().reshape(-1)
         bboxes, scores = _clip(bboxes, scores, item['ori_shape'])
-        if head is None:  # detections: threshold, class-agnostic NMS, top k
+        if head is None:  # detections: score threshold
             keep = scores >= args.score_thr
-            bboxes, scores = _nms(bboxes[keep], scores[keep], args.nms_thr)
-        order = scores.argsort(descending=True)[:args.topk]
-        all_boxes.append(bboxes[order])
-        all_scores.append(scores[order])
+            bboxes, scores = bboxes[keep], scores[keep]
+        # class-agnostic NMS over all levels / classes, top k by score
+        bboxes, scores = _nms(bboxes, scores, args.nms_thr)
+        all_boxes.append(bboxes[:args.topk])
+        all_scores.append(scores[:args.topk])
     bboxes, scores = _nms(
         torch.cat(all_boxes), torch.cat(all_scores), args.nms_thr)
     if args.max_per_img > 0:

@@ -42,8 +42,8 @@ import os.path as osp
 import pickle
 import posixpath
 import sys
-from typing import (Any, Callable, Dict, List, NamedTuple, Optional,
-                    Sequence, Tuple, Union)
+from typing import (Any, Callable, Dict, List, NamedTuple, Optional, Sequence,
+                    Tuple, Union)
 
 import numpy as np
 from mmengine.fileio import get_local_path
@@ -54,8 +54,8 @@ __all__ = [
     'summarize'
 ]
 
-FORMATS = ('auto', 'dump_proposals', 'sniper', 'mmdet_results',
-           'mmdet2_list', 'coco_json')
+FORMATS = ('auto', 'dump_proposals', 'sniper', 'mmdet_results', 'mmdet2_list',
+           'coco_json')
 _PICKLE_EXTS = ('.pkl', '.pickle')
 _JSON_EXTS = ('.json', )
 _EXAMPLES_PER_KIND = 3
@@ -107,6 +107,10 @@ class ProposalSet(NamedTuple):
 
 def _short(obj, limit: int = 120) -> str:
     text = repr(obj)
+    return text if len(text) <= limit else text[:limit - 3] + '...'
+
+
+def _short_text(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit - 3] + '...'
 
 
@@ -302,8 +306,8 @@ def _mapping_fields(value, name: str, path: str):
             raise ProposalFileError(
                 f'{path}: entry {name} has \'bboxes\' but no \'scores\'')
         return bboxes, scores
-    if isinstance(value, (np.ndarray, list, tuple)) or hasattr(
-            value, 'detach'):
+    if isinstance(value,
+                  (np.ndarray, list, tuple)) or hasattr(value, 'detach'):
         return value, None
     raise ProposalFileError(
         f'{path}: entry {name} is a {type(value).__name__}, expected a dict '
@@ -321,8 +325,8 @@ def _read_keyed(raw: dict, path: str, use_ids: bool) -> _Entries:
                 raise ProposalFileError(
                     f'{path}: unsupported key {_short(key)} (expected '
                     f'"<parent dir>/<file name>" strings or image ids)')
-            img_id = value.get('img_id', None) if (
-                use_ids and _is_mapping(value)) else None
+            img_id = value.get(
+                'img_id', None) if (use_ids and _is_mapping(value)) else None
             ids.append(_norm_id(img_id))
             paths.append(_norm_path(key))
         names.append(repr(key))
@@ -603,7 +607,7 @@ class _Index:
                 v = _norm_id(info.get('img_id', None))
                 if v is not None:
                     self._add(self._ids, v, i)
-        return self._ids.get(img_id)
+        return self._resolve(self._ids.get(img_id))
 
     def _build_paths(self):
         self._full, self._key, self._base = {}, {}, {}
@@ -640,33 +644,32 @@ class _Index:
         return hit, _BY_BASENAME
 
 
-def _match(entries: _Entries, index: _Index, num_images: int, stats: _Stats,
-           path: str):
+def _match(entries: _Entries, index: _Index, num_images: int, stats: _Stats):
     """-> (src (I,) entry of each row or -1, uses (J,), matched_by, counts)."""
-    src = np.full(num_images, -1, dtype=np.int64)
     matched_by = dict.fromkeys(_MATCH_NAMES, 0)
-    unknown = ambiguous = duplicate = mismatch = 0
+    counts = dict(
+        unknown_entries=0,
+        ambiguous_entries=0,
+        duplicate_entries=0,
+        id_path_mismatch=0)
     if entries.fmt == 'mmdet2_list':
-        src[:] = np.arange(num_images)
         matched_by['order'] = num_images
-        return src, np.ones(num_images, dtype=np.int64), matched_by, dict(
-            unknown_entries=0,
-            ambiguous_entries=0,
-            duplicate_entries=0,
-            id_path_mismatch=0)
+        return (np.arange(num_images, dtype=np.int64),
+                np.ones(num_images, dtype=np.int64), matched_by, counts)
     resolved = []  # (j, rows, kind)
     for j in range(len(entries)):
         rows, kind = None, None
         img_id, norm = entries.ids[j], entries.paths[j]
         if img_id is not None:
-            rows = index.by_id(img_id)
-            kind = _BY_ID
-            if rows is not None and norm is not None:
+            rows, kind = index.by_id(img_id), _BY_ID
+            if rows == 'ambiguous':  # one id, several images: try the path
+                rows = None
+            elif rows is not None and norm is not None:
                 # sanity: the id's image should carry the entry's file name
                 i0 = rows if isinstance(rows, int) else rows[0]
                 p0 = index.norm_path(i0)
                 if p0 is not None and _key_of(p0) != _key_of(norm):
-                    mismatch += 1
+                    counts['id_path_mismatch'] += 1
                     stats.example(
                         'id/path mismatch',
                         f'{entries.names[j]} has img_id={img_id!r} which is '
@@ -674,37 +677,33 @@ def _match(entries: _Entries, index: _Index, num_images: int, stats: _Stats,
         if rows is None and norm is not None:
             rows, kind = index.by_path(norm)
         if rows == 'ambiguous':
-            ambiguous += 1
+            counts['ambiguous_entries'] += 1
             stats.example(
                 'ambiguous', f'{entries.names[j]} (its file name is shared '
                 f'by several images; only a full path or id can match it)')
-            continue
-        if rows is None:
-            unknown += 1
+        elif rows is None:
+            counts['unknown_entries'] += 1
             stats.example('unknown', entries.names[j])
-            continue
-        resolved.append((j, [rows] if isinstance(rows, int) else rows, kind))
+        else:
+            resolved.append(
+                (j, [rows] if isinstance(rows, int) else rows, kind))
     # exact matches claim images before file-name-only matches
     resolved.sort(key=lambda t: t[2] == _BY_BASENAME)
+    src = [-1] * num_images
     uses = np.zeros(len(entries), dtype=np.int64)
     for j, rows, kind in resolved:
         free = [i for i in rows if src[i] < 0]
         if not free:
-            duplicate += 1
-            other = entries.names[src[rows[0]]]
-            stats.example('duplicate',
-                          f'{entries.names[j]} (image already given '
-                          f'{other})')
+            counts['duplicate_entries'] += 1
+            stats.example(
+                'duplicate', f'{entries.names[j]} (image already given '
+                f'{entries.names[src[rows[0]]]})')
             continue
         for i in free:
             src[i] = j
         uses[j] = len(free)
         matched_by[_MATCH_NAMES[kind]] += 1
-    return src, uses, matched_by, dict(
-        unknown_entries=unknown,
-        ambiguous_entries=ambiguous,
-        duplicate_entries=duplicate,
-        id_path_mismatch=mismatch)
+    return np.array(src, dtype=np.int64), uses, matched_by, counts
 
 
 # --------------------------------------------------------------------------
@@ -812,8 +811,7 @@ class _Assembler:
                     k = int(np.argmax(mask))
                     self.stats.example(
                         f'dropped {kind}',
-                        self._bad(kind, k, b, s, width, height, local,
-                                  starts))
+                        self._bad(kind, k, b, s, width, height, local, starts))
             counts['dropped_nan'] += n_nan
             counts['dropped_inverted'] += n_inv
             counts['dropped_outside'] += n_out
@@ -844,8 +842,8 @@ class _Assembler:
         np.compress(keep, b, axis=0, out=dst_b)
         np.compress(keep, s, out=self.out_s[self.pos:self.pos + m])
         width, height = width[keep], height[keep]
-        partly = ((dst_b[:, 0] < 0) | (dst_b[:, 1] < 0) |
-                  (dst_b[:, 2] > width) | (dst_b[:, 3] > height))
+        partly = ((dst_b[:, 0] < 0) | (dst_b[:, 1] < 0) | (dst_b[:, 2] > width)
+                  | (dst_b[:, 3] > height))
         n_clip = int(partly.sum())
         if n_clip:
             counts['clipped'] += n_clip
@@ -882,40 +880,46 @@ def summarize(report: dict) -> str:
             f'[{r.get("format", "?")}]: {r["proposals_used"]} proposals used '
             f'for {r["images_with_proposals"]}/{r["images"]} images; '
             f'{r["images_missing"]} images had no entry (skipped)')
-    dropped = [(r.get(k, 0), what) for k, what in (
-        ('dropped_nan', 'NaN/inf'), ('dropped_inverted', 'inverted/empty'),
-        ('dropped_outside', 'outside the image'),
-        ('dropped_low_score', 'below min_score'),
-        ('dropped_over_max', 'over max_per_image'))]
+    dropped = [(r.get(k, 0), what)
+               for k, what in (('dropped_nan', 'NaN/inf'), ('dropped_inverted',
+                                                            'inverted/empty'),
+                               ('dropped_outside', 'outside the image'),
+                               ('dropped_low_score', 'below min_score'),
+                               ('dropped_over_max', 'over max_per_image'))]
     if any(c for c, _ in dropped):
         text += '; dropped ' + ', '.join(f'{c} {w}' for c, w in dropped if c)
     if r.get('clipped', 0):
         text += f'; clipped {r["clipped"]} to the image'
-    extra = [(r.get(k, 0), what) for k, what in (
-        ('unknown_entries', 'entries for images not in the dataset'),
-        ('ambiguous_entries', 'entries with an ambiguous file name'),
-        ('duplicate_entries', 'duplicate entries ignored'),
-        ('id_path_mismatch', 'entries whose img_id and path disagree'))]
+    extra = [(r.get(k, 0), what)
+             for k, what in (('unknown_entries',
+                              'entries for images not in the dataset'),
+                             ('ambiguous_entries',
+                              'entries with an ambiguous file name'),
+                             ('duplicate_entries',
+                              'duplicate entries ignored'),
+                             ('id_path_mismatch',
+                              'entries whose img_id and path disagree'))]
     if any(c for c, _ in extra):
         text += '; ' + ', '.join(f'{c} {w}' for c, w in extra if c)
     by = {k: v for k, v in r.get('matched_by', {}).items() if v}
     if by:
         text += '; matched by ' + ', '.join(f'{k}: {v}' for k, v in by.items())
     if r.get('examples'):
-        text += '; e.g. ' + ' | '.join(r['examples'][:4])
+        text += '; e.g. ' + ' | '.join(
+            _short_text(e, 160) for e in r['examples'][:3])
     return text
 
 
-def load_proposals(path,
-                   data_infos: Sequence[dict],
-                   on_missing: str = 'skip',
-                   on_bad_box: str = 'drop',
-                   max_per_image: Optional[int] = None,
-                   min_score: Optional[float] = None,
-                   fmt: str = 'auto',
-                   logger: Union[logging.Logger, str, None] = 'current',
-                   backend_args: Optional[dict] = None
-                   ) -> Tuple[ProposalSet, dict]:
+def load_proposals(
+        path,
+        data_infos: Sequence[dict],
+        on_missing: str = 'skip',
+        on_bad_box: str = 'drop',
+        max_per_image: Optional[int] = None,
+        min_score: Optional[float] = None,
+        fmt: str = 'auto',
+        logger: Union[logging.Logger, str, None] = 'current',
+        backend_args: Optional[dict] = None) -> Tuple[ProposalSet, dict]:
     """Read a proposal file and align it with ``data_infos``.
 
     Args:
@@ -957,6 +961,8 @@ def load_proposals(path,
         if max_per_image < 1:
             raise ValueError(f'max_per_image must be >= 1, got '
                              f'{max_per_image}')
+    if min_score is not None:
+        min_score = float(min_score)
     path = os.fspath(path)
     num_images = len(data_infos)
     if num_images == 0:
@@ -982,7 +988,7 @@ def load_proposals(path,
         del payload
 
     src, uses, matched_by, match_counts = _match(entries, _Index(data_infos),
-                                                 num_images, stats, path)
+                                                 num_images, stats)
     if not uses.any():
         raise ProposalFileError(
             f'no entry of {path} ({num_entries} entries, e.g. '
@@ -1009,6 +1015,7 @@ def load_proposals(path,
         np.minimum(per_row, max_per_image, out=per_row)
     cap = int(per_row.sum())
     del per_row
+
     def describe(row, k):
         return (f'{path}: {entries.record(int(src[row]), k)} of '
                 f'{_image_name(data_infos[row], row)}')
@@ -1063,10 +1070,11 @@ def load_proposals(path,
         **match_counts,
         matched_by=matched_by,
         examples=stats.examples)
-    problems = (report['images_missing'] or report['unknown_entries']
-                or report['ambiguous_entries'] or report['duplicate_entries']
-                or report['id_path_mismatch'] or report['dropped_nan']
-                or report['dropped_inverted'] or report['dropped_outside'])
+    problems = (
+        report['images_missing'] or report['unknown_entries']
+        or report['ambiguous_entries'] or report['duplicate_entries']
+        or report['id_path_mismatch'] or report['dropped_nan']
+        or report['dropped_inverted'] or report['dropped_outside'])
     print_log(
         summarize(report),
         logger=logger,

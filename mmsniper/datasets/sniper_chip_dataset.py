@@ -259,7 +259,7 @@ class SniperChipDataset:
                 if len(examples) < 3:
                     examples.append(msg)
             self._image_keys.append(
-                dict(img_id=info.get('img_id', idx),
+                dict(img_id=info.get('img_id'),
                      img_path=info.get('img_path', ''), height=int(height),
                      width=int(width)))
             keep = ~ignored & ~degenerate

@@ -74,7 +74,8 @@ def test_dump_proposals_instance_data_numpy_and_torch(tmp_path, infos):
 
     assert isinstance(props, ProposalSet)
     assert props.ptr.dtype == np.int64 and props.ptr.shape == (6, )
-    assert props.bboxes.dtype == np.float32 and props.scores.dtype == np.float32
+    assert props.bboxes.dtype == np.float32
+    assert props.scores.dtype == np.float32
     assert props.ptr.tolist() == [0, 2, 3, 3, 3, 3]
     bb, sc = props.get(0)  # aligned with data_infos, not file order
     np.testing.assert_array_equal(bb, a.bboxes)
@@ -136,7 +137,8 @@ def test_mmdet2_list_aligned(tmp_path, infos):
     assert report['format'] == 'mmdet2_list'
     assert props.ptr.tolist() == [0, 2, 2, 3, 4, 4]
     np.testing.assert_allclose(props.get(0)[1], [0.9, 0.1])
-    np.testing.assert_array_equal(props.get(0)[0], [[1, 2, 3, 4], [2, 2, 9, 9]])
+    np.testing.assert_array_equal(
+        props.get(0)[0], [[1, 2, 3, 4], [2, 2, 9, 9]])
     assert props.get(2)[1].tolist() == [1.0]
     np.testing.assert_allclose(props.get(3)[1], [0.3])
     assert report['images_missing'] == 0
@@ -158,10 +160,9 @@ def test_coco_json_by_image_id(tmp_path, infos):
     assert props.ptr.tolist() == [0, 1, 3, 3, 3, 3]
     np.testing.assert_array_equal(props.get(0)[0], [[0, 0, 5, 5]])
     # xywh -> xyxy, record order kept within an image
-    np.testing.assert_array_equal(props.get(1)[0],
-                                  [[1, 2, 11, 22], [3, 3, 4.5, 5]])
+    np.testing.assert_array_equal(
+        props.get(1)[0], [[1, 2, 11, 22], [3, 3, 4.5, 5]])
     np.testing.assert_allclose(props.get(1)[1], [0.5, 0.25])
-    # (1, 2, 11, 22) lies partly outside the 50x40 image b.jpg? no: inside
     assert report['clipped'] == 0
     assert report['unknown_entries'] == 1  # image 77
     assert report['unknown_proposals'] == 2
@@ -219,8 +220,7 @@ def test_matching_by_path_key_basename_and_separators(tmp_path, infos):
         id=0, path=1, key=1, basename=1, order=0)
     assert report['ambiguous_entries'] == 2
     assert report['images_missing'] == 2
-    assert any('ambiguous' in e and "'d.jpg'" in e
-               for e in report['examples'])
+    assert any('ambiguous' in e and "'d.jpg'" in e for e in report['examples'])
 
 
 def test_exact_match_wins_over_basename(tmp_path, infos):
@@ -233,15 +233,29 @@ def test_exact_match_wins_over_basename(tmp_path, infos):
     assert report['duplicate_entries'] == 1
 
 
+def test_same_image_listed_twice_gets_the_same_proposals(tmp_path):
+    infos = [
+        _info(1, 'imgs/a.jpg'),
+        _info(2, 'imgs/b.jpg'),
+        _info(1, 'imgs/a.jpg'),  # e.g. a repeated entry
+    ]
+    raw = {'imgs/a.jpg': _entry([[1, 1, 4, 4]], [0.5])}
+    props, report = load_proposals(_pkl(tmp_path, raw), infos, logger=QUIET)
+    assert props.ptr.tolist() == [0, 1, 1, 2]
+    np.testing.assert_array_equal(props.get(2)[0], props.get(0)[0])
+    assert report['ambiguous_entries'] == 0
+
+
 def test_missing_skip_counts_and_error_names_image(tmp_path, infos):
     path = _pkl(tmp_path, {'train2017/a.jpg': _entry([[1, 1, 2, 2]], [1])})
-    props, report = load_proposals(path, infos, on_missing='skip',
-                                   logger=QUIET)
+    props, report = load_proposals(
+        path, infos, on_missing='skip', logger=QUIET)
     assert report['images_missing'] == 4
     assert props.ptr.tolist() == [0, 1, 1, 1, 1, 1]
     assert any('train2017/b.jpg' in e for e in report['examples'])
-    with pytest.raises(ProposalFileError,
-                       match=r'no proposals for image #1 .*train2017/b\.jpg'):
+    with pytest.raises(
+            ProposalFileError,
+            match=r'no proposals for image #1 .*train2017/b\.jpg'):
         load_proposals(path, infos, on_missing='error', logger=QUIET)
 
 
@@ -302,8 +316,8 @@ def test_bad_box_error_names_json_record(tmp_path, infos):
         dict(image_id=2, bbox=[1, 1, -3, 5], score=0.5),  # negative width
     ]
     path = _json(tmp_path, recs)
-    with pytest.raises(ProposalFileError,
-                       match=r'props\.json: record #1 .*inverted'):
+    with pytest.raises(
+            ProposalFileError, match=r'props\.json: record #1 .*inverted'):
         load_proposals(path, infos, on_bad_box='error', logger=QUIET)
 
 
@@ -311,8 +325,7 @@ def test_max_per_image_and_min_score(tmp_path, infos):
     boxes = [[i, i, i + 10, i + 10] for i in range(6)]
     scores = [0.1, 0.9, 0.3, 0.8, 0.05, 0.7]
     path = _pkl(tmp_path, {'train2017/a.jpg': _entry(boxes, scores)})
-    props, report = load_proposals(path, infos, max_per_image=3,
-                                   logger=QUIET)
+    props, report = load_proposals(path, infos, max_per_image=3, logger=QUIET)
     bb, sc = props.get(0)
     assert sorted(sc.tolist()) == pytest.approx([0.7, 0.8, 0.9])
     assert bb[:, 0].tolist() == [1, 3, 5]  # the boxes of those scores
@@ -326,17 +339,15 @@ def test_max_per_image_and_min_score(tmp_path, infos):
 # ------------------------------------------------------- malformed files
 
 
-@pytest.mark.parametrize(
-    'entry, pattern',
-    [
-        (dict(bboxes=np.zeros((2, 3)), scores=np.zeros(2)), r'\(N, 4\)'),
-        (dict(bboxes=np.zeros((2, 4)), scores=np.zeros(3)), r'scores'),
-        (dict(bboxes=[['a', 'b', 'c', 'd']], scores=[1]), 'not numeric'),
-        (dict(bboxes=[[1, 2, 3, 4], [1, 2]], scores=[1, 1]), 'numeric'),
-        (dict(scores=np.zeros(2)), 'no .bboxes'),
-        (dict(bboxes=np.zeros((1, 4))), 'no .scores'),
-        ('not an entry', 'expected a dict'),
-    ])
+@pytest.mark.parametrize('entry, pattern', [
+    (dict(bboxes=np.zeros((2, 3)), scores=np.zeros(2)), r'\(N, 4\)'),
+    (dict(bboxes=np.zeros((2, 4)), scores=np.zeros(3)), r'scores'),
+    (dict(bboxes=[['a', 'b', 'c', 'd']], scores=[1]), 'not numeric'),
+    (dict(bboxes=[[1, 2, 3, 4], [1, 2]], scores=[1, 1]), 'numeric'),
+    (dict(scores=np.zeros(2)), 'no .bboxes'),
+    (dict(bboxes=np.zeros((1, 4))), 'no .scores'),
+    ('not an entry', 'expected a dict'),
+])
 def test_wrong_shapes_name_file_and_entry(tmp_path, infos, entry, pattern):
     path = _pkl(tmp_path, {
         'train2017/a.jpg': _entry([[1, 1, 2, 2]], [1]),
@@ -440,3 +451,14 @@ def test_summary_logged_once(tmp_path, infos, caplog):
     assert '1 proposals used for 1/5 images' in msg
     assert '4 images had no entry' in msg
     assert '1 inverted' in msg and '1 entries for images not' in msg
+
+
+def test_clean_load_logs_info(tmp_path, caplog):
+    infos = [_info(1, 'imgs/a.jpg')]
+    path = _pkl(tmp_path, {'imgs/a.jpg': _entry([[1, 1, 4, 4]], [0.5])})
+    logger = logging.getLogger('mmsniper_test_proposals_info')
+    with caplog.at_level(logging.INFO, logger=logger.name):
+        load_proposals(path, infos, logger=logger)
+    records = [r for r in caplog.records if r.name == logger.name]
+    assert [r.levelno for r in records] == [logging.INFO]
+    assert '1 proposals used for 1/1 images' in records[0].getMessage()

@@ -137,8 +137,9 @@ def test_output_format(extracted):
                      TOPK * len(SCALES))
     out = extracted['result'].output
     assert f'wrote {extracted["out"]}: {NUM_IMAGES} images' in out
-    # the RPN's test_cfg is what the command line asked for
-    assert "'max_per_img': 50" in out and "'iou_threshold': 0.7" in out
+    # the RPN's test_cfg and the per-scale NMS are what was asked for
+    assert "'iou_threshold': 0.7" in out
+    assert f'then NMS 0.7 over all levels, top {TOPK} per scale' in out
     parts = sorted(Path(str(extracted['out']) + '.parts').glob('part-*.pkl'))
     assert len(parts) == 2  # 3 images in chunks of 2
 
