@@ -24,7 +24,7 @@ import numpy as np
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)  # benchmark the working tree
 
-from mmsniper.chips import (
+from mmsniper.chips import (  # noqa: E402
     candidate_chips,
     chip_driving_mask,  # noqa: E402
     compute_scale_factors,

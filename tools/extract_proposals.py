@@ -66,7 +66,7 @@ if REPO_ROOT not in sys.path:
 import mmengine  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from mmengine.config import Config, ConfigDict, DictAction  # noqa: E402
+from mmengine.config import ConfigDict  # noqa: E402
 from mmengine.dist import (  # noqa: E402
     all_gather_object, barrier, broadcast_object_list, get_dist_info,
     init_dist, is_distributed)
@@ -200,30 +200,11 @@ def parse_args(argv=None):
         help='image loading processes per rank (default 2; 0 = in-process)')
     parser.add_argument(
         '--device', help='device (default: cuda if available, else cpu)')
-    parser.add_argument(
-        sniper_utils.TRUST_DIR_FLAG,
-        dest='trust_checkpoint_dir',
-        action='append',
-        default=[],
-        metavar='DIR',
-        help='trust checkpoints under DIR (e.g. a Pretrained init_cfg file '
-        'that is not weights-only). Repeatable. Also read from '
-        f'${sniper_utils.TRUSTED_DIRS_ENV} (os.pathsep-separated).')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override some settings in the used config, the key-value pair '
-        'in xxx=yyy format will be merged into config file.')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    sniper_utils.add_runner_args(
+        parser,
+        trust_help='trust checkpoints under DIR (e.g. a Pretrained init_cfg '
+        'file that is not weights-only).')
+    args = sniper_utils.parse_runner_args(parser, argv)
     if not args.out.endswith(('.pkl', '.pickle')):
         parser.error(f'--out must be a .pkl or .pickle file, got {args.out}')
     if args.topk <= 0:
@@ -515,9 +496,7 @@ def main(argv=None):
     """Run the tool; returns a summary dict on rank 0 (``images``,
     ``proposals``, ``skipped``, ``computed``, ``missing``), else None."""
     parser, args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = sniper_utils.load_tool_config(args, set_work_dir=False)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     setup_distributed(cfg, args.launcher)
     rank, world_size = get_dist_info()

@@ -13,8 +13,6 @@ named on the command line, so it is trusted (see
 :mod:`mmsniper.utils.checkpoint`).
 """
 import argparse
-import os
-import os.path as osp
 import sys
 import warnings
 from copy import deepcopy
@@ -25,7 +23,7 @@ REPO_ROOT = str(Path(__file__).resolve().parents[1])
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-from mmengine.config import Config, ConfigDict, DictAction  # noqa: E402
+from mmengine.config import ConfigDict  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 from mmdet.engine.hooks.utils import trigger_visualization_hook  # noqa: E402
@@ -61,38 +59,12 @@ def parse_args(argv=None):
         'to the work_dir/timestamp/show_dir')
     parser.add_argument(
         '--wait-time', type=float, default=2, help='the interval of show (s)')
-    parser.add_argument(
-        sniper_utils.TRUST_DIR_FLAG,
-        dest='trust_checkpoint_dir',
-        action='append',
-        default=[],
-        metavar='DIR',
-        help='trust checkpoints under DIR (e.g. a Pretrained init_cfg file '
-        'that is not weights-only). Repeatable. Also read from '
-        f'${sniper_utils.TRUSTED_DIRS_ENV} (os.pathsep-separated).')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override some settings in the used config, the key-value pair '
-        'in xxx=yyy format will be merged into config file. If the value to '
-        'be overwritten is a list, it should be like key="[a,b]" or key=a,b '
-        'It also allows nested list/tuple values, e.g. key="[(a,b),(c,d)]" '
-        'Note that the quotation marks are necessary and that no white space '
-        'is allowed.')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
+    sniper_utils.add_runner_args(
+        parser,
+        trust_help='trust checkpoints under DIR (e.g. a Pretrained init_cfg '
+        'file that is not weights-only).')
     parser.add_argument('--tta', action='store_true', help='test time augment')
-    # torch.distributed.launch passes --local-rank (torch >= 2.0) or
-    # --local_rank; torchrun only sets $LOCAL_RANK.
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return parser, args
+    return parser, sniper_utils.parse_runner_args(parser, argv)
 
 
 def _enable_tta(cfg):
@@ -137,17 +109,7 @@ def main(argv=None):
 
     setup_cache_size_limit_of_dynamo()
 
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-
-    # work_dir priority: CLI > config > ./work_dirs/<config name>
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    cfg = sniper_utils.load_tool_config(args)
 
     cfg.load_from = args.checkpoint
 

@@ -15,8 +15,6 @@ unpickled with ``weights_only=False``.
 """
 import argparse
 import logging
-import os
-import os.path as osp
 import sys
 from pathlib import Path
 
@@ -25,7 +23,6 @@ REPO_ROOT = str(Path(__file__).resolve().parents[1])
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.logging import print_log  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
@@ -57,38 +54,12 @@ def parse_args(argv=None):
         help='resume from this checkpoint; without a path, resume from the '
         'latest checkpoint in the work dir. A path given here is trusted '
         '(may be fully unpickled).')
-    parser.add_argument(
-        sniper_utils.TRUST_DIR_FLAG,
-        dest='trust_checkpoint_dir',
-        action='append',
-        default=[],
-        metavar='DIR',
-        help='trust checkpoints under DIR: if they are not weights-only they '
-        'may be loaded with torch.load(weights_only=False). Repeatable. '
-        f'Also read from ${sniper_utils.TRUSTED_DIRS_ENV} '
-        '(os.pathsep-separated). The work dir is always trusted.')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override some settings in the used config, the key-value pair '
-        'in xxx=yyy format will be merged into config file. If the value to '
-        'be overwritten is a list, it should be like key="[a,b]" or key=a,b '
-        'It also allows nested list/tuple values, e.g. key="[(a,b),(c,d)]" '
-        'Note that the quotation marks are necessary and that no white space '
-        'is allowed.')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    # torch.distributed.launch passes --local-rank (torch >= 2.0) or
-    # --local_rank; torchrun only sets $LOCAL_RANK.
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return parser, args
+    sniper_utils.add_runner_args(
+        parser,
+        trust_help='trust checkpoints under DIR: if they are not '
+        'weights-only they may be loaded with torch.load(weights_only=False). '
+        'The work dir is always trusted.')
+    return parser, sniper_utils.parse_runner_args(parser, argv)
 
 
 def main(argv=None):
@@ -98,17 +69,7 @@ def main(argv=None):
     # (only matters with ``compile=True``).
     setup_cache_size_limit_of_dynamo()
 
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-
-    # work_dir priority: CLI > config > ./work_dirs/<config name>
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    cfg = sniper_utils.load_tool_config(args)
 
     if args.amp:
         optim_wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')

@@ -15,11 +15,6 @@ sniper_scales = [1.5, 0.6, (-1, 512)]
 sniper_valid_ranges = [(-1, 40), (28, 200), (150, -1)]
 test_scale_factor = 1.0
 
-sniper_meta_keys = ('img_id', 'img_path', 'ori_shape', 'img_shape',
-                    'scale_factor', 'flip', 'flip_direction', 'chip_offset',
-                    'chip_scale', 'chip_valid_range', 'chip_scale_idx',
-                    'chip_is_negative')
-
 model = dict(
     backbone=dict(
         depth=18,
@@ -45,13 +40,6 @@ model = dict(
         rcnn=dict(sampler=dict(num=256))),
     test_cfg=dict(rcnn=dict(max_per_img=300)))
 
-train_pipeline = [
-    dict(type='LoadSniperChipFromFile', backend_args=backend_args),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='SniperChipCrop', min_gt_size=10),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackDetInputs', meta_keys=sniper_meta_keys)
-]
 test_pipeline = [
     dict(type='LoadImageFromFile', backend_args=backend_args),
     dict(type='Resize', scale_factor=test_scale_factor, keep_ratio=True),
@@ -75,8 +63,8 @@ train_dataloader = dict(
             metainfo=metainfo,
             ann_file='annotations/train.json',
             data_prefix=dict(img='train/'),
-            filter_cfg=dict(filter_empty_gt=False),
-            pipeline=train_pipeline)))
+            # The training pipeline is the base config's chip pipeline.
+            filter_cfg=dict(filter_empty_gt=False))))
 val_dataloader = dict(
     batch_size=1,
     num_workers=1,

@@ -26,6 +26,7 @@ __all__ = [
     'greedy_cover', 'grid_greedy_cover', 'assign_boxes_to_chips', 'ScaleChips',
     'generate_scale_chips', 'generate_multiscale_chips',
     'generate_positive_chips', 'generate_negative_chips',
-    'generate_negative_scale_chips', 'negative_proposal_mask', 'check_bboxes', 'clip_bboxes',
+    'generate_negative_scale_chips', 'negative_proposal_mask', 'check_bboxes',
+    'clip_bboxes',
     'containment_matrix', 'FIT_TOLERANCE', 'MIN_BOX_SIDE'
 ]

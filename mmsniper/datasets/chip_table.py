@@ -155,4 +155,3 @@ class ChipTable:
         return cls(
             np.full(num, img_idx), np.full(num, scale_idx), chips,
             np.full(num, is_negative), gt_ptr, gt_ids[assigned][order])
-

@@ -34,8 +34,8 @@ def image_gt(data_info: dict) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     instances = data_info.get('instances', [])
     boxes = np.array([inst['bbox'] for inst in instances],
                      dtype=np.float64).reshape(-1, 4)
-    ignored = np.array([bool(inst.get('ignore_flag', 0)) for inst in instances],
-                       dtype=bool)
+    ignored = np.array(
+        [bool(inst.get('ignore_flag', 0)) for inst in instances], dtype=bool)
     finite = np.isfinite(boxes).all(axis=1)
     degenerate = ~finite | (boxes[:, 2] <= boxes[:, 0]) | (
         boxes[:, 3] <= boxes[:, 1])
@@ -462,7 +462,7 @@ class SniperChipDataset:
         return self.chip_table(0).index(idx)
 
     def get_data_info(self, idx: Union[int, ChipIndex]) -> dict:
-        """The wrapped ``data_info`` of a chip with its ``sniper_chip`` dict."""
+        """The wrapped ``data_info`` of a chip, with its ``sniper_chip``."""
         if self.test_mode:
             return self.dataset.get_data_info(idx)
         chip = self._resolve(idx)

@@ -3,10 +3,8 @@
 Unit tests run in-process; the last test drives ``tools/train.py`` with a
 ``load_from`` checkpoint outside every trusted root.
 """
-import importlib.util
 import os
 import pickle
-import sys
 from collections import OrderedDict
 from pathlib import Path
 
@@ -22,21 +20,7 @@ import mmsniper.utils.checkpoint as ckpt_mod
 from mmsniper.utils import (TRUSTED_DIRS_ENV, CheckpointTrustPolicy,
                             UntrustedCheckpointError, is_weights_only_error,
                             load_local_checkpoint, trusted_checkpoint_loading)
-
-
-def _load_helper():
-    name = 'mmsniper_test_tools_tiny_coco'
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name,
-            Path(__file__).with_name('tiny_coco.py'))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-tc = _load_helper()
+import tiny_coco as tc
 
 
 def _mmengine_like_checkpoint(path: Path, model=None) -> Path:

@@ -1,25 +1,10 @@
 """tools/dist_train.sh and tools/dist_test.sh really start several
 processes (torchrun); on CPU they use gloo."""
-import importlib.util
 import sys
-from pathlib import Path
 
 import pytest
+import tiny_coco as tc
 
-
-def _load_helper():
-    name = 'mmsniper_test_tools_tiny_coco'
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name,
-            Path(__file__).with_name('tiny_coco.py'))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-tc = _load_helper()
 
 NPROC = 2
 

@@ -17,21 +17,8 @@ import numpy as np
 import pytest
 import torch
 from sniper_test_utils import write_image_dataset
+import tiny_coco as tc
 
-
-def _load_helper():
-    name = 'mmsniper_test_tools_tiny_coco'
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name,
-            Path(__file__).with_name('tiny_coco.py'))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-tc = _load_helper()
 
 EXTRACT = tc.TOOLS / 'extract_proposals.py'
 RPN_DEMO = tc.REPO_ROOT / 'configs' / 'sniper' / \

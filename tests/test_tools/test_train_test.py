@@ -1,28 +1,12 @@
 """tools/train.py and tools/test.py, run as users run them (subprocesses
 from the repo root) on a tiny COCO set with a tiny plain-mmdet Faster R-CNN.
 """
-import importlib.util
 import pickle
-import sys
-from pathlib import Path
 
 import pytest
 import torch
+import tiny_coco as tc
 
-
-def _load_helper():
-    name = 'mmsniper_test_tools_tiny_coco'
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name,
-            Path(__file__).with_name('tiny_coco.py'))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-tc = _load_helper()
 
 WEIGHTS_ONLY_ERROR = 'Weights only load failed'
 

@@ -183,8 +183,9 @@ class LoadSniperChipFromFile(LoadImageFromFile):
         box_s = None
         if self.draft and chip is not None:
             box_s = self._chip_box_and_scale(chip)
-        if box_s is None or next(
-            (d for d in (8, 4, 2) if d * box_s[1] <= 1 + 1e-9), None) is None:
+        reducible = box_s is not None and any(
+            d * box_s[1] <= 1 + 1e-9 for d in (8, 4, 2))
+        if not reducible:
             return super().transform(results)
 
         filename = results['img_path']

@@ -1,0 +1,82 @@
+# Copyright (c) mmsniper contributors. All rights reserved.
+"""Command-line pieces shared by mmsniper's tools."""
+import argparse
+import os
+import os.path as osp
+from typing import Optional, Sequence
+
+from mmengine.config import Config, DictAction
+
+from .checkpoint import TRUST_DIR_FLAG, TRUSTED_DIRS_ENV
+
+
+def add_runner_args(parser: argparse.ArgumentParser,
+                    trust_help: str) -> None:
+    """Add ``--trust-checkpoint-dir``, ``--cfg-options``, ``--launcher`` and
+    ``--local_rank`` as mmdet's tools define them.
+
+    Args:
+        parser (ArgumentParser): The tool's parser.
+        trust_help (str): What trusting a directory means for this tool.
+    """
+    parser.add_argument(
+        TRUST_DIR_FLAG,
+        dest='trust_checkpoint_dir',
+        action='append',
+        default=[],
+        metavar='DIR',
+        help=f'{trust_help} Repeatable. Also read from ${TRUSTED_DIRS_ENV} '
+        '(os.pathsep-separated).')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override some settings in the used config, the key-value pair '
+        'in xxx=yyy format will be merged into config file. If the value to '
+        'be overwritten is a list, it should be like key="[a,b]" or key=a,b '
+        'It also allows nested list/tuple values, e.g. key="[(a,b),(c,d)]" '
+        'Note that the quotation marks are necessary and that no white space '
+        'is allowed.')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    # torch.distributed.launch passes --local-rank (torch >= 2.0) or
+    # --local_rank; torchrun only sets $LOCAL_RANK.
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def parse_runner_args(parser: argparse.ArgumentParser,
+                      argv: Optional[Sequence[str]] = None):
+    """Parse ``argv`` and export ``LOCAL_RANK`` when no launcher did."""
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def load_tool_config(args, set_work_dir: bool = True) -> Config:
+    """Load ``args.config`` with ``--cfg-options`` and ``--launcher`` applied.
+
+    Args:
+        args (Namespace): Parsed arguments with ``config``, ``cfg_options``
+            and ``launcher`` (and ``work_dir`` when ``set_work_dir``).
+        set_work_dir (bool): Resolve ``cfg.work_dir``: the command line, else
+            the config, else ``./work_dirs/<config name>``.
+
+    Returns:
+        Config: The config.
+    """
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if set_work_dir:
+        if getattr(args, 'work_dir', None) is not None:
+            cfg.work_dir = args.work_dir
+        elif cfg.get('work_dir', None) is None:
+            cfg.work_dir = osp.join(
+                './work_dirs',
+                osp.splitext(osp.basename(args.config))[0])
+    return cfg
