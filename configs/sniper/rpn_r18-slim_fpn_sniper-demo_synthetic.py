@@ -33,7 +33,9 @@ model = dict(
 proposal_scales = _base_.sniper_scales
 
 # Validation reports proposal recall (AR@100/300/1000), not box AP.
-val_evaluator = dict(metric='proposal_fast', classwise=False)
+# 'proposal' (pycocotools) rather than mmdet's 'proposal_fast', whose
+# eval_recalls builds a ragged np.array that numpy >= 1.24 rejects.
+val_evaluator = dict(metric='proposal', classwise=False)
 test_evaluator = val_evaluator
 
 max_iters = 150

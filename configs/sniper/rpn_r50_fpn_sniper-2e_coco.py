@@ -43,7 +43,9 @@ model = dict(
 proposal_scales = [(1400, 2000), (800, 1280), (480, 512)]
 
 # Validation reports proposal recall (AR@100/300/1000), not box AP.
-val_evaluator = dict(metric='proposal_fast')
+# 'proposal' (pycocotools) rather than mmdet's 'proposal_fast', whose
+# eval_recalls builds a ragged np.array that numpy >= 1.24 rejects.
+val_evaluator = dict(metric='proposal')
 test_evaluator = val_evaluator
 
 # Reference: the proposal RPN is trained for 2 epochs (no negative chips).
