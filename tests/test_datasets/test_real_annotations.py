@@ -1,7 +1,6 @@
 # Copyright (c) mmsniper contributors. All rights reserved.
 """Chips on real annotation files from ../shared (skipped without it)."""
 import json
-import os.path as osp
 
 import numpy as np
 import pytest
