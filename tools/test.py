@@ -24,11 +24,9 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 from mmengine.config import ConfigDict  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
 
 from mmdet.engine.hooks.utils import trigger_visualization_hook  # noqa: E402
 from mmdet.evaluation import DumpDetResults  # noqa: E402
-from mmdet.registry import RUNNERS  # noqa: E402
 from mmdet.utils import setup_cache_size_limit_of_dynamo  # noqa: E402
 
 import mmsniper  # noqa: E402,F401  (registers mmsniper's components)
@@ -127,17 +125,7 @@ def main(argv=None):
             trusted_files=[args.checkpoint]):
         sniper_utils.setup_cpu_distributed(cfg, args.launcher)
 
-        if 'runner_type' not in cfg:
-            runner = Runner.from_cfg(cfg)
-        else:
-            runner = RUNNERS.build(cfg)
-        # which copy runs matters: a checkout can sit beside an installed one
-        runner.logger.info(
-            f"mmsniper {getattr(mmsniper, '__version__', '?')} imported "
-            f'from {list(mmsniper.__path__)[0]}')
-        if args.launcher != 'none':
-            runner.logger.info(f'launcher: {args.launcher}, world_size: '
-                               f'{runner.world_size}')
+        runner = sniper_utils.build_tool_runner(cfg, args.launcher)
 
         # dump predictions with a dummy metric
         if args.out is not None:

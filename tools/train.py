@@ -24,9 +24,7 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 from mmengine.logging import print_log  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
 
-from mmdet.registry import RUNNERS  # noqa: E402
 from mmdet.utils import setup_cache_size_limit_of_dynamo  # noqa: E402
 
 import mmsniper  # noqa: E402,F401  (registers mmsniper's components)
@@ -115,17 +113,7 @@ def main(argv=None):
         # CPU-only multi-process runs: gloo + DDP without device_ids
         sniper_utils.setup_cpu_distributed(cfg, args.launcher)
 
-        if 'runner_type' not in cfg:
-            runner = Runner.from_cfg(cfg)
-        else:
-            runner = RUNNERS.build(cfg)
-        # which copy runs matters: a checkout can sit beside an installed one
-        runner.logger.info(
-            f"mmsniper {getattr(mmsniper, '__version__', '?')} imported "
-            f'from {list(mmsniper.__path__)[0]}')
-        if args.launcher != 'none':
-            runner.logger.info(f'launcher: {args.launcher}, world_size: '
-                               f'{runner.world_size}')
+        runner = sniper_utils.build_tool_runner(cfg, args.launcher)
         runner.train()
 
 

@@ -80,3 +80,31 @@ def load_tool_config(args, set_work_dir: bool = True) -> Config:
                 './work_dirs',
                 osp.splitext(osp.basename(args.config))[0])
     return cfg
+
+
+def build_tool_runner(cfg: Config, launcher: str):
+    """Build the runner of ``cfg`` (mmdet's ``runner_type`` honoured) and log
+    which mmsniper copy runs and, when distributed, the world size.
+
+    Args:
+        cfg (Config): The tool's config.
+        launcher (str): The ``--launcher`` value.
+
+    Returns:
+        Runner: The runner.
+    """
+    import mmsniper
+    from mmengine.runner import Runner
+
+    from mmdet.registry import RUNNERS
+    if 'runner_type' not in cfg:
+        runner = Runner.from_cfg(cfg)
+    else:
+        runner = RUNNERS.build(cfg)
+    # which copy runs matters: a checkout can sit beside an installed one
+    runner.logger.info(f'mmsniper {mmsniper.__version__} imported from '
+                       f'{list(mmsniper.__path__)[0]}')
+    if launcher != 'none':
+        runner.logger.info(
+            f'launcher: {launcher}, world_size: {runner.world_size}')
+    return runner
