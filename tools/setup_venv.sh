@@ -17,7 +17,10 @@ WHEEL_CACHE=${MMSNIPER_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mmsniper/whe
 CONSTRAINTS=$ROOT/requirements/constraints.txt
 
 mkdir -p "$WHEEL_CACHE"
-links="$WHEEL_CACHE ${PIP_FIND_LINKS:-}"
+# Setting PIP_FIND_LINKS hides pip's configured find-links: keep them.
+configured_links=$("$PYTHON" -m pip config get global.find-links 2>/dev/null \
+  | tr '\n' ' ' || true)
+links="$WHEEL_CACHE ${PIP_FIND_LINKS:-$configured_links}"
 [ -d "$SHARED_WHEELS" ] && links="$(cd "$SHARED_WHEELS" && pwd) $links"
 export PIP_FIND_LINKS="$links"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
