@@ -8,6 +8,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from chip_test_utils import (COCO_SCALES, COCO_TRAIN_RANGES, TOLERANCE,
+                             clip_to_image, contains)
 from mmsniper.chips import (assign_boxes_to_chips, candidate_chips,
                             chip_driving_mask, compute_scale_factor,
                             compute_scale_factors, generate_multiscale_chips,
@@ -17,22 +19,6 @@ from mmsniper.chips.negative import (generate_negative_chips,
                                      generate_negative_scale_chips,
                                      negative_proposal_mask,
                                      per_scale_min_proposals)
-
-COCO_SCALES = (3.0, 1.667, (-1, 512))
-COCO_TRAIN_RANGES = ((-1, 80), (32, 150), (120, -1))
-TOLERANCE = 1e-6
-
-
-def contains(chip, box, tolerance=TOLERANCE):
-    """Whether ``chip`` contains ``box`` (xyxy), with a float slack."""
-    return (chip[0] <= box[0] + tolerance and chip[1] <= box[1] + tolerance
-            and box[2] <= chip[2] + tolerance
-            and box[3] <= chip[3] + tolerance)
-
-
-def clip_to_image(boxes, image_size):
-    height, width = image_size
-    return np.clip(boxes, 0, [width, height, width, height])
 
 
 def square_cluster(num, x0, y0, side=30.0, spacing=20.0):

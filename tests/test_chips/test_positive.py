@@ -9,6 +9,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import mmsniper.chips.grid_cover as grid_cover_module
+from chip_test_utils import (COCO_SCALES, COCO_TRAIN_RANGES, TOLERANCE,
+                             clip_to_image, contains)
 from mmsniper.chips import (ScaleChips, assign_boxes_to_chips,
                             candidate_chip_origins, candidate_chips,
                             chip_driving_mask, compute_scale_factor,
@@ -16,22 +18,6 @@ from mmsniper.chips import (ScaleChips, assign_boxes_to_chips,
                             generate_scale_chips, greedy_cover,
                             grid_greedy_cover)
 from mmsniper.chips.geometry import axis_origins_and_ends
-
-COCO_SCALES = (3.0, 1.667, (-1, 512))
-COCO_TRAIN_RANGES = ((-1, 80), (32, 150), (120, -1))
-TOLERANCE = 1e-6
-
-
-def contains(chip, box, tolerance=TOLERANCE):
-    """Whether ``chip`` contains ``box`` (xyxy), with a float slack."""
-    return (chip[0] <= box[0] + tolerance and chip[1] <= box[1] + tolerance
-            and box[2] <= chip[2] + tolerance
-            and box[3] <= chip[3] + tolerance)
-
-
-def clip_to_image(boxes, image_size):
-    height, width = image_size
-    return np.clip(boxes, 0, [width, height, width, height])
 
 
 def reference_axis(extent, chip_size, stride):
