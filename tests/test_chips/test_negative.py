@@ -8,8 +8,9 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from chip_test_utils import (COCO_SCALES, COCO_TRAIN_RANGES, TOLERANCE,
-                             clip_to_image, contains)
+from chip_test_utils import (COCO_SCALES, COCO_TRAIN_RANGES,
+                             assert_chips_inside_image, clip_to_image,
+                             contains)
 from mmsniper.chips import (assign_boxes_to_chips, candidate_chips,
                             chip_driving_mask, compute_scale_factor,
                             compute_scale_factors, generate_multiscale_chips,
@@ -55,18 +56,9 @@ def check_scale_invariants(chips, proposals, pos_chips, image_size, factor,
                            valid_range, chip_size, stride, threshold):
     """Invariants of the negative chips of one scale; returns the driving
     proposals (clipped)."""
-    height, width = image_size
     assert chips.ndim == 2 and chips.shape[1] == 4
     assert chips.dtype == np.float64
-    # inside the image, chip-sized in scaled px (or the image side)
-    assert (chips[:, :2] >= -TOLERANCE).all()
-    assert (chips[:, 2] <= width + TOLERANCE).all()
-    assert (chips[:, 3] <= height + TOLERANCE).all()
-    for extent, sides in ((width * factor,
-                           (chips[:, 2] - chips[:, 0]) * factor),
-                          (height * factor,
-                           (chips[:, 3] - chips[:, 1]) * factor)):
-        np.testing.assert_allclose(sides, min(extent, chip_size), rtol=1e-9)
+    assert_chips_inside_image(chips, image_size, factor, chip_size)
     # the driving proposals: valid like GT at this scale (so in range) and
     # entirely inside no positive chip
     mask = negative_proposal_mask(proposals, pos_chips, factor, valid_range,

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 import mmsniper.chips.grid_cover as grid_cover_module
 from chip_test_utils import (COCO_SCALES, COCO_TRAIN_RANGES, TOLERANCE,
+                             assert_chips_inside_image,
                              clip_to_image, contains)
 from mmsniper.chips import (ScaleChips, assign_boxes_to_chips,
                             candidate_chip_origins, candidate_chips,
@@ -463,20 +464,8 @@ class TestGenerateScaleChips:
             result.gt_valid,
             chip_driving_mask(gt_bboxes, factor, setup['valid_range'],
                               chip_size, setup['stride'], (height, width)))
-        # chips lie inside the image and have the chip size (scaled px),
-        # except along an axis where the image is smaller than a chip
-        assert (chips[:, :2] >= -TOLERANCE).all()
-        assert (chips[:, 2] <= width + TOLERANCE).all()
-        assert (chips[:, 3] <= height + TOLERANCE).all()
-        for extent, sides in ((width * factor,
-                               (chips[:, 2] - chips[:, 0]) * factor),
-                              (height * factor,
-                               (chips[:, 3] - chips[:, 1]) * factor)):
-            np.testing.assert_allclose(
-                sides,
-                min(extent, chip_size) if extent > chip_size +
-                1e-6 else extent,
-                rtol=1e-9)
+        assert_chips_inside_image(chips, (height, width), factor,
+                                  chip_size)
         # each pick covers a new box: never more chips than valid boxes
         num_valid = int(result.gt_valid.sum())
         assert len(chips) <= num_valid
