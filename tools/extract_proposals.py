@@ -78,6 +78,7 @@ from mmengine.utils import ProgressBar  # noqa: E402
 import mmsniper  # noqa: E402,F401  (registers mmsniper's components)
 from mmsniper import utils as sniper_utils  # noqa: E402
 from mmsniper.chips import compute_scale_factor  # noqa: E402
+from mmsniper.datasets.proposals import proposal_key  # noqa: E402
 
 #: Reference test scales (SNIPER_SPEC.md section 6), finest first.
 REFERENCE_PROPOSAL_SCALES = ((1400, 2000), (800, 1280), (480, 512))
@@ -219,12 +220,6 @@ def parse_args(argv=None):
 # ---------------------------------------------------------------------------
 # images
 # ---------------------------------------------------------------------------
-def image_key(img_path):
-    """``<parent dir>/<file name>`` of an image path (mmdet DumpProposals)."""
-    path = str(img_path).replace('\\', '/')
-    return '/'.join(path.rstrip('/').split('/')[-2:])
-
-
 def _leaf_dataset_cfgs(ds_cfg):
     """The dataset configs that hold images, below any wrappers
     (SniperChipDataset, RepeatDataset, ClassBalancedDataset, ...)."""
@@ -264,7 +259,8 @@ def load_image_list(cfg, split):
             if info.get('height') and info.get('width'):
                 size = (int(info['height']), int(info['width']))
             images.append(
-                (image_key(info['img_path']), info['img_path'], img_id, size))
+                (proposal_key(info['img_path']), info['img_path'], img_id,
+                 size))
     return images, backend_args
 
 

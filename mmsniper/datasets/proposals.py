@@ -51,7 +51,7 @@ from mmengine.logging import print_log
 
 __all__ = [
     'FORMATS', 'ProposalFileError', 'ProposalSet', 'load_proposals',
-    'summarize'
+    'proposal_key', 'summarize'
 ]
 
 FORMATS = ('auto', 'dump_proposals', 'sniper', 'mmdet_results', 'mmdet2_list',
@@ -133,6 +133,23 @@ def _key_of(norm: str) -> str:
     """``<parent dir>/<file name>`` of a normalised path (as mmdet keys)."""
     parts = norm.rsplit('/', 2)
     return '/'.join(parts[-2:])
+
+
+def proposal_key(img_path) -> str:
+    """The key of an image in proposal files: ``<parent dir>/<file name>``
+    of its path, as mmdet's ``DumpProposals`` writes it and this loader
+    matches it.
+
+    Args:
+        img_path (str | os.PathLike): The image path.
+
+    Returns:
+        str: The key.
+    """
+    norm = _norm_path(img_path)
+    if norm is None:
+        raise ValueError(f'not an image path: {img_path!r}')
+    return _key_of(norm)
 
 
 def _norm_id(x):

@@ -16,8 +16,10 @@ import mmengine
 import numpy as np
 import pytest
 import torch
-from sniper_test_utils import write_image_dataset
 import tiny_coco as tc
+from sniper_test_utils import write_image_dataset
+
+from mmsniper.datasets.proposals import proposal_key
 
 
 EXTRACT = tc.TOOLS / 'extract_proposals.py'
@@ -226,7 +228,7 @@ def test_scale_parsing_and_keys():
     _, args = tool.parse_args(
         ['c.py', 'k.pth', '--out', 'o.pkl', '--scales', '-1,512', '0.5'])
     assert args.scales == [(-1.0, 512.0), 0.5]
-    assert tool.image_key('/data/coco/train2017/000001.jpg') == \
+    assert proposal_key('/data/coco/train2017/000001.jpg') == \
         'train2017/000001.jpg'
     with pytest.raises(SystemExit):
         tool.parse_args(['c.py', 'k.pth', '--out', 'o.json'])
