@@ -73,10 +73,6 @@ class ChipTable:
                          self.boxes[rows], self.is_negative[rows], gt_ptr,
                          gt_index)
 
-    def rows_of(self, negative: bool) -> np.ndarray:
-        """Row indices of the positive (or negative) chips."""
-        return np.flatnonzero(self.is_negative == negative)
-
     @classmethod
     def concatenate(cls, parts: Sequence['ChipTable']) -> 'ChipTable':
         """Join tables, keeping the CSR offsets right."""
@@ -146,12 +142,6 @@ class ChipTable:
         Returns:
             ChipTable: M rows.
         """
-        num = len(chips)
-        assigned = chip_of_gt >= 0
-        owner = chip_of_gt[assigned]
-        order = np.argsort(owner, kind='stable')
-        counts = np.bincount(owner, minlength=num)
-        gt_ptr = np.concatenate([[0], np.cumsum(counts)])
-        return cls(
-            np.full(num, img_idx), np.full(num, scale_idx), chips,
-            np.full(num, is_negative), gt_ptr, gt_ids[assigned][order])
+        member = np.arange(len(chips))[:, None] == chip_of_gt[None, :]
+        return cls.from_membership(img_idx, scale_idx, chips, member, gt_ids,
+                                   is_negative)
