@@ -1,5 +1,10 @@
+from .dense_heads import FocusPixelHead
+from .detectors import AutoFocusDetector
 from .roi_heads import SniperRoIHead
 from .task_modules import SniperMaxIoUAssigner
 from .valid_range import in_valid_range
 
-__all__ = ['SniperMaxIoUAssigner', 'SniperRoIHead', 'in_valid_range']
+__all__ = [
+    'SniperMaxIoUAssigner', 'SniperRoIHead', 'in_valid_range',
+    'FocusPixelHead', 'AutoFocusDetector'
+]
