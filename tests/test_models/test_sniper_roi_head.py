@@ -439,14 +439,16 @@ def test_reference_labelling_empty_and_batch():
                     num_classes=NUM_CLASSES)))
 
 
-def test_faster_rcnn_with_sniper_modules():
+@pytest.mark.parametrize('label_invalid_gt', [False, True])
+def test_faster_rcnn_with_sniper_modules(label_invalid_gt):
     cfg = Config.fromstring(
         "_base_ = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'", '.py')
     model_cfg = cfg.model
     model_cfg.backbone.update(depth=18, init_cfg=None)
     model_cfg.neck.update(in_channels=[64, 128, 256, 512], out_channels=32)
     model_cfg.rpn_head.update(in_channels=32, feat_channels=32)
-    model_cfg.roi_head.type = 'SniperRoIHead'
+    model_cfg.roi_head.update(
+        type='SniperRoIHead', label_invalid_gt=label_invalid_gt)
     model_cfg.roi_head.bbox_roi_extractor.out_channels = 32
     model_cfg.roi_head.bbox_head.update(in_channels=32, fc_out_channels=32)
     # reference RPN labelling: pos >= 0.5, neg < 0.4, ignore IoU > 0.3
@@ -490,10 +492,13 @@ def test_faster_rcnn_with_sniper_modules():
     rpn_result = rpn_results[0]
     assert ((rpn_result.gt_inds == -1) & (rpn_result.max_overlaps < 0.4)).any()
     assert (rpn_result.gt_inds > 0).any()
-    # only proposals with sqrt-area in [16, 64) reach the RoI assigner
-    # (the sampler then adds the valid GT, sqrt-area 35.8)
+    # only proposals with sqrt-area in [16, 64) reach the RoI assigner;
+    # the valid GT (sqrt-area 35.8) is added as a RoI (by the head, before
+    # assignment, in reference mode; by the sampler otherwise), the ignored
+    # box (sqrt-area 90.3) is not
     assert len(seen) == 1 and len(seen[0]) > 0
     assert all(16**2 <= area < 64**2 for area in seen[0]), seen
+    assert (40 * 32 in seen[0]) == label_invalid_gt
     assert {'loss_rpn_cls', 'loss_rpn_bbox', 'loss_cls',
             'loss_bbox'} <= set(losses)
     for name, value in losses.items():
