@@ -7,6 +7,7 @@ from mmdet.structures.bbox import get_box_tensor
 from mmdet.utils import InstanceList
 from torch import Tensor
 
+from mmsniper.utils.progress import warn_once
 from ..valid_range import in_valid_range
 
 
@@ -19,9 +20,9 @@ class SniperRoIHead(StandardRoIHead):
     (``(lo, hi)``, -1 for an open side, ``lo <= sqrt(w * h) < hi``) are
     dropped, as the reference proposal-target op does. GT are still added as
     proposals by the sampler (``add_gt_as_proposals``); only the valid GT of
-    the chip are ``gt_instances``, so only they are added. Without the key,
-    or with ``filter_proposals_by_valid_range=False``, and at test time, it
-    behaves as :class:`StandardRoIHead`.
+    the chip are ``gt_instances``, so only they are added. Without the key
+    (warned once), or with ``filter_proposals_by_valid_range=False``, and at
+    test time, it behaves as :class:`StandardRoIHead`.
 
     Args:
         filter_proposals_by_valid_range (bool): Whether to drop the
@@ -61,6 +62,14 @@ class SniperRoIHead(StandardRoIHead):
         """Keep the proposals inside the sample's chip valid range."""
         valid_range = data_sample.metainfo.get('chip_valid_range', None)
         if valid_range is None:
+            warn_once(
+                'SniperRoIHead.no_valid_range',
+                "SniperRoIHead: the data samples carry no 'chip_valid_range'"
+                ', so proposals are not filtered by the valid range. Add '
+                "'chip_valid_range' to PackDetInputs' meta_keys (e.g. "
+                'meta_keys=mmsniper.datasets.transforms.chip_meta_keys()) '
+                'after SniperChipCrop, or set filter_proposals_by_valid_range'
+                '=False to silence this.')
             return results
         keep = in_valid_range(get_box_tensor(results.bboxes), valid_range)
         return results if bool(keep.all()) else results[keep]
