@@ -32,8 +32,8 @@ class DelayedProgressBar:
     Args:
         total (int): Number of steps; 0 for an unknown total.
         task (str): Printed on the line before the bar when it appears.
-        delay (float): Seconds before the bar appears. Defaults to
-            :data:`PROGRESS_DELAY`.
+        delay (float, optional): Seconds before the bar appears. Defaults
+            to :data:`PROGRESS_DELAY`.
         file: Output stream. Defaults to ``sys.stdout``.
         enabled (bool, optional): Force on/off; defaults to rank 0 only.
     """
@@ -41,12 +41,12 @@ class DelayedProgressBar:
     def __init__(self,
                  total: int,
                  task: str = '',
-                 delay: float = PROGRESS_DELAY,
+                 delay: Optional[float] = None,
                  file=None,
                  enabled: Optional[bool] = None) -> None:
         self.total = int(total)
         self.task = task
-        self.delay = float(delay)
+        self.delay = PROGRESS_DELAY if delay is None else float(delay)
         self.file = file if file is not None else sys.stdout
         self.enabled = is_main_process() if enabled is None else enabled
         self.completed = 0
@@ -87,7 +87,7 @@ class DelayedProgressBar:
 def track(iterable: Iterable,
           total: Optional[int] = None,
           task: str = '',
-          delay: float = PROGRESS_DELAY) -> Iterator:
+          delay: Optional[float] = None) -> Iterator:
     """Iterate, with a :class:`DelayedProgressBar` updated per item."""
     if total is None:
         total = len(iterable) if hasattr(iterable, '__len__') else 0
