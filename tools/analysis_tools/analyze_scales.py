@@ -243,12 +243,13 @@ def config_block(proposal, chip_size, stride, source) -> str:
             f'{a:g}-{b:g} px in {chip_size} px chips\n'
             f'sniper_scales = {scales}  # finest first\n'
             f'sniper_valid_ranges = {ranges}  # sqrt-area, orig px\n'
+            '# the SniperChipDataset level of your train_dataloader:\n'
             'train_dataloader = dict(dataset=dict(\n'
             '    scales=sniper_scales, valid_ranges=sniper_valid_ranges,\n'
             f'    chip_size={chip_size}, stride={stride}))')
 
 
-def draw_histogram(path, sqrt_areas, proposal, current, chip_size):
+def draw_histogram(path, sqrt_areas, proposal, current, current_name):
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -261,7 +262,7 @@ def draw_histogram(path, sqrt_areas, proposal, current, chip_size):
     colors = plt.get_cmap('tab10').colors
     panels = [('proposal', proposal.scales, proposal.valid_ranges)]
     if current:
-        panels.append(('current', current['scales'],
+        panels.append((current_name, current['scales'],
                        current['valid_ranges']))
     for ax, (name, scales, ranges) in zip(axes[:, 0], panels):
         ax.hist(sizes, bins=bins, color='0.55')
@@ -376,7 +377,7 @@ def main(argv=None):
     if args.out_dir:
         os.makedirs(args.out_dir, exist_ok=True)
         png = osp.join(args.out_dir, 'scale_histogram.png')
-        draw_histogram(png, sqrt_areas, proposal, current, chip_size)
+        draw_histogram(png, sqrt_areas, proposal, current, current_name)
         out = dict(
             source=args.source,
             proposal=dict(
