@@ -147,8 +147,13 @@ def check_chip_settings(scales: Sequence,
     largest = int(stride)
     key = f'stride = {stride}'
     if stride_jitter is not None:
-        largest = max(largest, int(stride_jitter[1]) - 1)
-        key = f'stride_jitter = {tuple(stride_jitter)}'
+        try:
+            high = int(stride_jitter[1])
+        except (TypeError, ValueError, IndexError):
+            high = None  # malformed: the dataset reports it
+        if high is not None and high - 1 > largest:
+            largest = high - 1
+            key = f'stride_jitter = {tuple(stride_jitter)}'
     if chip_size <= largest:
         raise ValueError(
             f'{owner}.chip_size = {chip_size} is not larger than {owner}.'

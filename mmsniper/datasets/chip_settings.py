@@ -131,8 +131,22 @@ def report_gt_validity(image_gt: Sequence[tuple], scales: Sequence,
                                  valid_ranges, chip_size, stride)
     stats = validity.counts()
     stats['valid_per_scale'] = validity.valid.sum(axis=0).tolist()
+    # a factor and a resolution pair compare only per image
+    unordered = (np.diff(factors, axis=1) >= 0).any(axis=1) \
+        if len(factors) else np.zeros(0, dtype=bool)
+    stats['images_scales_unordered'] = int(unordered.sum())
     if not is_main_process():
         return stats
+    if unordered.sum() > INVALID_GT_WARN_SHARE * len(unordered):
+        i = int(np.flatnonzero(unordered)[0])
+        log_on_main(
+            f'SniperChipDataset: on {int(unordered.sum())} of {len(factors)} '
+            f'images the scales {list(scales)} are not finest first (e.g. '
+            f'an image of {int(sizes[i][1])}x{int(sizes[i][0])} px gets the '
+            f'factors {np.round(factors[i], 3).tolist()}): a resolution '
+            'scale upsamples small images more than the plain factor before '
+            'it; fix: order the scales for your image sizes, or use plain '
+            'factors only', level=logging.WARNING)
     total = stats['boxes']
     share = stats['invalid'] / max(total, 1)
     ignored = '' if num_ignored is None else (

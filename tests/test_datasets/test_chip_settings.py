@@ -141,6 +141,20 @@ def test_summary_counts_ignored_and_too_long(tmp_path, logs):
     assert '1 of 2 GT boxes (50.0%)' in texts(logs, logging.WARNING)[0]
 
 
+def test_warns_when_a_pair_scale_is_finer_than_a_factor(tmp_path, logs):
+    # (-1, 512) on a 300 x 200 image is 1.71x, finer than the 1.5x before it
+    images = [dict(file_name='a.jpg', width=300, height=200,
+                   boxes=[[0, 0, 30, 30]]),
+              dict(file_name='b.jpg', width=1000, height=800,
+                   boxes=[[0, 0, 30, 30]])]
+    SniperChipDataset(inner_cfg(tmp_path, images), scales=[1.5, (-1, 512)],
+                      valid_ranges=[(-1, 60), (40, -1)], chip_size=128)
+    warnings = texts(logs, logging.WARNING)
+    assert len(warnings) == 1
+    assert 'on 1 of 2 images the scales' in warnings[0]
+    assert '300x200 px gets the factors [1.5, 1.707]' in warnings[0]
+
+
 def test_no_warning_at_one_percent_or_less(tmp_path, logs):
     images = [dict(file_name='a.jpg', width=400, height=400,
                    boxes=[[0, 0, 30, 30]])]

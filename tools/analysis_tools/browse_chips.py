@@ -118,7 +118,7 @@ def draw_whole_image(vis, dataset, idx, rows, table, max_side):
     if ratio < 1.0:
         img = mmcv.imrescale(img, ratio)
     vis.set_image(img)
-    line = max(1, round(2 * max(img.shape[:2]) / 800))
+    line = max(2, round(2 * max(img.shape[:2]) / 800))
     # GT: valid at some scale / at none / ignored
     boxes, ignored, degenerate = image_gt(info)
     used = ~ignored & ~degenerate
