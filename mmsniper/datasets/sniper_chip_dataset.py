@@ -148,6 +148,9 @@ class SniperChipDataset:
             returns None. Defaults to 100.
         lazy_init (bool): Defer loading and chip generation to
             :meth:`full_init`. Defaults to False.
+        **kwargs: Nothing else is accepted: keys of the wrapped dataset
+            (``data_root``, ``ann_file``, ...) raise a TypeError that shows
+            where they belong (:mod:`.chip_settings` checks every setting).
     """
 
     def __init__(self,
