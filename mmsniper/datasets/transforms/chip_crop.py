@@ -13,6 +13,7 @@ from mmdet.registry import TRANSFORMS
 from mmdet.structures.bbox import BaseBoxes
 from mmdet.structures.bbox.box_type import autocast_box_type
 from mmdet.structures.mask import BitmapMasks, PolygonMasks
+from ..chip_settings import warn_missing_chip
 
 #: Keys that :class:`SniperChipCrop` adds; pass them to ``PackDetInputs``.
 SNIPER_CHIP_META_KEYS = ('chip_offset', 'chip_scale', 'chip_valid_range',
@@ -591,6 +592,7 @@ class SniperChipCrop(BaseTransform):
         """
         chip = results.get('sniper_chip', None)
         if chip is None:
+            warn_missing_chip(results)
             return results
         geo = self._parse_chip(results, chip)
         self._crop_img(results, geo)

@@ -11,6 +11,7 @@ from mmdet.utils import InstanceList
 from mmengine.structures import InstanceData
 from torch import Tensor
 
+from mmsniper.utils.progress import warn_once
 from ..valid_range import in_valid_range
 
 
@@ -21,7 +22,8 @@ class SniperRoIHead(StandardRoIHead):
     In training, before assignment and sampling, the proposals of each image
     whose sqrt-area (chip px) is outside ``metainfo['chip_valid_range']``
     (``(lo, hi)``, -1 for an open side, ``lo <= sqrt(w * h) < hi``) are
-    dropped, as the reference proposal-target op does. Without the key, or
+    dropped, as the reference proposal-target op does. Without the key
+    (warned once), or
     with ``filter_proposals_by_valid_range=False``, no proposal is dropped.
     :meth:`predict` is :class:`StandardRoIHead`'s: every proposal is kept.
 
@@ -115,6 +117,16 @@ class SniperRoIHead(StandardRoIHead):
         """Keep the proposals inside the sample's chip valid range."""
         valid_range = self._valid_range(data_sample)
         if valid_range is None:
+            if not self.filter_proposals_by_valid_range:
+                return results
+            warn_once(
+                'SniperRoIHead.no_valid_range',
+                "SniperRoIHead: the data samples carry no 'chip_valid_range'"
+                ', so proposals are not filtered by the valid range. Add '
+                "'chip_valid_range' to PackDetInputs' meta_keys (e.g. "
+                'meta_keys=mmsniper.datasets.transforms.chip_meta_keys()) '
+                'after SniperChipCrop, or set filter_proposals_by_valid_range'
+                '=False to silence this.')
             return results
         keep = in_valid_range(get_box_tensor(results.bboxes), valid_range)
         return results if bool(keep.all()) else results[keep]
