@@ -147,7 +147,8 @@ class SniperChipCrop(BaseTransform):
       Batch padding (to ``chip_size``, as the reference pads every chip)
       belongs in the model's data preprocessor, after normalisation, e.g.
       ``DetDataPreprocessor(batch_augments=[dict(type='BatchFixedSizePad',
-      size=chip_size)])``: 0 there is the pixel mean, the reference's pad;
+      size=(chip_h, chip_w))])``: 0 there is the pixel mean, the
+      reference's pad;
     - maps ``gt_bboxes`` into the chip with the box type's own
       ``translate_``, ``rescale_`` and ``clip_`` (``(b - (x1, y1)) * s``,
       clipped to the resized region) and drops the pieces narrower or
@@ -191,7 +192,7 @@ class SniperChipCrop(BaseTransform):
     - gt_ignore_flags (bool) (optional)
     - gt_masks (BitmapMasks | PolygonMasks) (optional)
     - gt_seg_map (np.uint8) (optional)
-    - proposals (np.float32) (optional)
+    - proposals (np.float32 | HorizontalBoxes) (optional)
     - proposals_scores (np.float32) (optional)
     - homography_matrix (optional)
     - scale_factor (optional)
@@ -230,7 +231,8 @@ class SniperChipCrop(BaseTransform):
 
     Args:
         min_gt_size (float): Clipped GT narrower or lower than this (chip
-            px) are dropped (spec: 10). Defaults to 10.
+            px) are dropped; exactly ``min_gt_size`` is kept (spec: under
+            10 px dropped; reference: ``ws >= 10`` kept). Defaults to 10.
         interpolation (str): 'nearest', 'bilinear', 'bicubic' or 'lanczos'
             (cv2). Masks and segmentation maps always use 'nearest'.
             Defaults to 'bilinear'.
