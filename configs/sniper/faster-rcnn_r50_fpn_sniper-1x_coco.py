@@ -7,6 +7,8 @@ _base_ = [
 ]
 
 model = dict(
+    # Training batches padded to the chip size with the pixel mean.
+    data_preprocessor=dict(batch_augments=_base_.sniper_batch_augments),
     # Drops proposals outside the chip's valid range before sampling.
     # label_invalid_gt=True labels RoIs from invalid GT too, as the reference
     # code does (README, "Where we differ from the reference").
