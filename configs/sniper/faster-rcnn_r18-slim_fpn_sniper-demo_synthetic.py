@@ -16,6 +16,11 @@ sniper_valid_ranges = [(-1, 40), (28, 200), (150, -1)]
 test_scale_factor = 1.0
 
 model = dict(
+    # Training batches padded to the chip size with the pixel mean.
+    data_preprocessor=dict(
+        batch_augments=[
+            dict(type='BatchFixedSizePad', size=(chip_size, chip_size))
+        ]),
     backbone=dict(
         depth=18,
         base_channels=32,

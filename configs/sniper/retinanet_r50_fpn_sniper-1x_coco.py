@@ -8,6 +8,8 @@ _base_ = [
 ]
 
 model = dict(
+    # Training batches padded to the chip size with the pixel mean.
+    data_preprocessor=dict(batch_augments=_base_.sniper_batch_augments),
     train_cfg=dict(
         assigner=dict(
             type='SniperMaxIoUAssigner',

@@ -17,6 +17,8 @@ _base_ = [
 ]
 
 model = dict(
+    # Training batches padded to the chip size with the pixel mean.
+    data_preprocessor=dict(batch_augments=_base_.sniper_batch_augments),
     train_cfg=dict(
         rpn=dict(
             # Reference RPN labels, as in faster-rcnn_r50_fpn_sniper-1x_coco:

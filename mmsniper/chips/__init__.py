@@ -4,8 +4,13 @@
 Scales and valid ranges (:mod:`.scales`), the candidate chip grid
 (:mod:`.geometry`), greedy cover and assignment (:mod:`.cover`), the fast
 cover of a grid (:mod:`.grid_cover`), positive chips (:mod:`.positive`) and
-negative chips mined from proposals (:mod:`.negative`).
+negative chips mined from proposals (:mod:`.negative`), settings checks
+and per-box validity (:mod:`.settings`) and the scale advisor
+(:mod:`.advisor`).
 """
+from .advisor import (DEFAULT_BAND, ScaleProposal, SettingsReport,
+                      evaluate_settings, propose_scales, resize_pixels,
+                      size_percentiles)
 from .cover import assign_boxes_to_chips, greedy_cover
 from .geometry import (FIT_TOLERANCE, candidate_chip_origins, candidate_chips,
                        check_bboxes, clip_bboxes, containment_matrix)
@@ -18,6 +23,8 @@ from .positive import (MIN_BOX_SIDE, ScaleChips, chip_driving_mask,
 from .scales import (box_sqrt_areas, compute_scale_factor,
                      compute_scale_factors, in_valid_range,
                      normalize_valid_range, normalize_valid_ranges)
+from .settings import (GtValidity, check_chip_settings, gt_scale_validity,
+                       image_scale_factors)
 
 __all__ = [
     'compute_scale_factor', 'compute_scale_factors', 'box_sqrt_areas',
@@ -28,5 +35,8 @@ __all__ = [
     'generate_positive_chips', 'generate_negative_chips',
     'generate_negative_scale_chips', 'negative_proposal_mask', 'check_bboxes',
     'clip_bboxes',
-    'containment_matrix', 'FIT_TOLERANCE', 'MIN_BOX_SIDE'
+    'containment_matrix', 'FIT_TOLERANCE', 'MIN_BOX_SIDE',
+    'check_chip_settings', 'GtValidity', 'gt_scale_validity',
+    'image_scale_factors', 'DEFAULT_BAND', 'ScaleProposal', 'propose_scales',
+    'size_percentiles', 'resize_pixels', 'SettingsReport', 'evaluate_settings'
 ]

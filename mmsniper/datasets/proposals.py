@@ -49,6 +49,8 @@ import numpy as np
 from mmengine.fileio import get_local_path
 from mmengine.logging import print_log
 
+from mmsniper.utils.progress import track
+
 __all__ = [
     'FORMATS', 'ProposalFileError', 'ProposalSet', 'load_proposals',
     'proposal_key', 'summarize'
@@ -996,7 +998,7 @@ def load_proposals(
     # reported even when the broken entry is not used.
     num_entries = len(entries)
     sizes = np.zeros(num_entries, dtype=np.int64)
-    for j in range(num_entries):
+    for j in track(range(num_entries), task=f'checking {path}'):
         payload = entries.payloads[j]
         b, s = entries.fields(payload, j)
         b, s = _checked(b, s, lambda: f'{path}: {entries.names[j]}')
@@ -1043,7 +1045,7 @@ def load_proposals(
     payloads = entries.payloads
     freed = 0
     with np.errstate(over='ignore', invalid='ignore'):
-        for i, j in enumerate(src.tolist()):
+        for i, j in enumerate(track(src.tolist(), task=f'reading {path}')):
             if j < 0:
                 continue
             b, s = payloads[j]

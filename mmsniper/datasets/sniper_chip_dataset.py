@@ -6,14 +6,17 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from mmengine.dataset import BaseDataset, Compose
+from mmengine.dist import is_main_process
 from mmengine.logging import MMLogger, print_log
-from mmengine.utils import ProgressBar
 
 from mmdet.registry import DATASETS
 from mmsniper.chips import (chip_driving_mask, clip_bboxes,
                             compute_scale_factors, containment_matrix,
                             generate_multiscale_chips,
                             generate_negative_chips, normalize_valid_ranges)
+from mmsniper.utils.progress import DelayedProgressBar
+from .chip_settings import (check_chip_dataset_args, report_gt_validity,
+                            warn_plain_index)
 from .chip_table import ChipIndex, ChipTable
 from .proposals import load_proposals
 
@@ -145,10 +148,13 @@ class SniperChipDataset:
             returns None. Defaults to 100.
         lazy_init (bool): Defer loading and chip generation to
             :meth:`full_init`. Defaults to False.
+        **kwargs: Nothing else is accepted: keys of the wrapped dataset
+            (``data_root``, ``ann_file``, ...) raise a TypeError that shows
+            where they belong (:mod:`.chip_settings` checks every setting).
     """
 
     def __init__(self,
-                 dataset: Union[dict, BaseDataset],
+                 dataset: Union[dict, BaseDataset, None] = None,
                  scales: Sequence = REFERENCE_COCO_SCALES,
                  valid_ranges: Sequence = REFERENCE_COCO_TRAIN_RANGES,
                  chip_size: int = 512,
@@ -161,7 +167,10 @@ class SniperChipDataset:
                  num_proc: Optional[int] = None,
                  on_degenerate_box: str = 'warn',
                  max_refetch: int = 100,
-                 lazy_init: bool = False) -> None:
+                 lazy_init: bool = False,
+                 **kwargs) -> None:
+        check_chip_dataset_args(dataset, kwargs, scales, valid_ranges,
+                                chip_size, stride, stride_jitter)
         if isinstance(dataset, dict):
             dataset = DATASETS.build(dataset)
         self.dataset = dataset
@@ -237,6 +246,7 @@ class SniperChipDataset:
         """Per image: (boxes, instance ids, (h, w)) of the GT that drive
         chips; reports degenerate boxes."""
         records, degenerate_total, examples = [], 0, []
+        self._num_ignored = 0
         self._image_keys = []
         for idx in range(len(self.dataset)):
             info = self.dataset.get_data_info(idx)
@@ -247,6 +257,7 @@ class SniperChipDataset:
                     f'has no valid height/width ({height}, {width}) in its '
                     'data_info; chips need the image size')
             boxes, ignored, degenerate = image_gt(info)
+            self._num_ignored += int((ignored & ~degenerate).sum())
             if degenerate.any():
                 degenerate_total += int(degenerate.sum())
                 bad = boxes[degenerate][0].tolist()
@@ -357,8 +368,10 @@ class SniperChipDataset:
                 8, multiprocessing.cpu_count())
         chunk = max(1, min(1000, len(jobs) // max(1, num_proc * 4)))
         chunks = [jobs[i:i + chunk] for i in range(0, len(jobs), chunk)]
-        show = len(jobs) >= 5000
-        bar = ProgressBar(len(chunks)) if show else None
+        bar = DelayedProgressBar(
+            len(chunks), 'SniperChipDataset: ' +
+            ('mining negative chips' if chunk_fn is _chunk_negative_tables
+             else 'generating chips'))
         parts = []
         if num_proc > 1 and len(chunks) > 1:
             with multiprocessing.get_context('fork').Pool(num_proc) as pool:
@@ -369,6 +382,7 @@ class SniperChipDataset:
             for jobs_chunk in chunks:
                 parts.append(chunk_fn(jobs_chunk))
                 bar and bar.update()
+        bar.close()
         return ChipTable.concatenate(parts)
 
     # ---- statistics --------------------------------------------------------
@@ -420,6 +434,8 @@ class SniperChipDataset:
             resize_800x1333_pixels_per_image=resize_pixels / num_images)
 
     def _log_summary(self, table: ChipTable) -> None:
+        if not is_main_process():
+            return
         stats = self.chip_stats(table)
         num_boxes = sum(len(b) for b, _, _ in self._image_gt)
         negatives = ''
@@ -447,6 +463,9 @@ class SniperChipDataset:
                 '(non-finite or without area) drive no chip and are trained '
                 f'as ignored where they fall in a chip; e.g. {examples}',
                 logger=MMLogger.get_current_instance(), level=30)
+        report_gt_validity(self._image_gt, self.scales, self.valid_ranges,
+                           self.chip_size, self.stride, self._num_ignored,
+                           self._degenerate[0])
 
     # ---- samples -----------------------------------------------------------
     def __len__(self) -> int:
@@ -485,6 +504,7 @@ class SniperChipDataset:
     def __getitem__(self, idx: Union[int, ChipIndex]) -> dict:
         if self.test_mode:
             return self.dataset[idx]
+        warn_plain_index(idx)
         if not self._fully_initialized:
             self.full_init()
         pipeline = self.pipeline or self.dataset.pipeline

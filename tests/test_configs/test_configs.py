@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.dataset import pseudo_collate
 from mmengine.fileio import dump, load
 from mmengine.runner import Runner
 from sniper_test_utils import write_image_dataset
@@ -28,6 +29,28 @@ def test_configs_exist():
         'retinanet_r50_fpn_sniper-1x_coco.py',
         'faster-rcnn_r18-slim_fpn_sniper-demo_synthetic.py'
     } <= names
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=CONFIG_IDS)
+def test_chips_are_padded_by_the_data_preprocessor(path):
+    """The crop leaves img == img_shape (so RandomFlip mirrors the content
+    only); the data preprocessor pads every training batch to the chip size
+    after normalisation (0 = the pixel mean, the reference's pad)."""
+    cfg = Config.fromfile(path)
+    chip = cfg.train_dataloader.dataset.chip_size
+    pipeline = cfg.train_dataloader.dataset.dataset.pipeline
+    types = [t['type'] for t in pipeline]
+    crop = pipeline[types.index('SniperChipCrop')]
+    assert not {'pad_val', 'seg_pad_val'} & set(crop)
+    # geometric transforms come after the crop
+    assert types.index('RandomFlip') > types.index('SniperChipCrop')
+    preprocessor = cfg.model.data_preprocessor
+    assert preprocessor.type == 'DetDataPreprocessor'
+    assert preprocessor.get('pad_value', 0) == 0
+    augments = preprocessor.get('batch_augments') or []
+    assert [a['type'] for a in augments] == ['BatchFixedSizePad']
+    assert tuple(augments[0]['size']) == (chip, chip)
+    assert augments[0].get('img_pad_value', 0) == 0
 
 
 def write_proposals(root):
@@ -87,7 +110,11 @@ def test_config_builds_model_and_datasets(path, tmp_path):
         assert negatives == 0
     assert len(train) > 0
     sample = train[0]
-    assert sample['inputs'].shape[1:] == (train.chip_size, train.chip_size)
+    h, w = sample['inputs'].shape[1:]
+    assert (h, w) == sample['data_samples'].img_shape
+    assert h <= train.chip_size and w <= train.chip_size
+    batch = model.data_preprocessor(pseudo_collate([sample]), training=True)
+    assert batch['inputs'].shape[-2:] == (train.chip_size, train.chip_size)
     assert 'chip_valid_range' in sample['data_samples'].metainfo
     val = DATASETS.build(cfg.val_dataloader.dataset)
     assert len(val) == 2
@@ -132,6 +159,8 @@ def shrink(cfg, root, work_dir):
     train.update(batch_size=2, num_workers=0, persistent_workers=False)
     train.dataset.update(chip_size=160, scales=[2.0, 1.0, (-1, 160)],
                          valid_ranges=[(-1, 40), (16, 100), (60, -1)])
+    # the batch pad follows the chip size
+    cfg.model.data_preprocessor.batch_augments[0].size = (160, 160)
     cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=2,
                          val_interval=100)
     cfg.param_scheduler = []

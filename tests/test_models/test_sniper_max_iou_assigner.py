@@ -153,3 +153,69 @@ def test_cuda(gpu_assign_thr):
     assert res.gt_inds.tolist() == [1, -1, 0, 0, 0]
     res = SniperMaxIoUAssigner(**RPN).assign(pred, _gt([]).to('cuda'), ign)
     assert res.gt_inds.tolist() == [0, -1, 0, 0, 0]
+
+
+def test_reference_best_anchor_rule_min_pos_iou_0():
+    # GT A's best prior has IoU 0.09: the reference makes every prior with
+    # a GT's max IoU positive, at any IoU (min_pos_iou=0); our configs'
+    # min_pos_iou=0.3 leave it negative
+    gt = _gt([[100, 0, 112, 12]])
+    pred = _priors([[90, 0, 130, 40], [90, 0, 130, 40], [0, 0, 10, 10]])
+    config = SniperMaxIoUAssigner(**dict(RPN, min_pos_iou=0.3))
+    assert config.assign(pred, gt, None).gt_inds.tolist() == [0, 0, 0]
+    reference = SniperMaxIoUAssigner(**RPN)
+    assert reference.match_low_quality and reference.gt_max_assign_all
+    # ties are all positive, as np.where(overlaps == gt_max_overlaps)
+    assert reference.assign(pred, gt, None).gt_inds.tolist() == [1, 1, 0]
+
+
+def _rpn_head(**cfg_options):
+    """The RPN head of the SNIPER Faster R-CNN config with its RPN
+    train_cfg, after ``--cfg-options``-style ``cfg_options``."""
+    import os.path as osp
+
+    from mmdet.registry import MODELS
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmdet')
+    root = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+    cfg = Config.fromfile(
+        osp.join(root, 'configs/sniper/faster-rcnn_r50_fpn_sniper-1x_coco.py'))
+    cfg.merge_from_dict(cfg_options)
+    head_cfg = cfg.model.rpn_head
+    head_cfg.update(
+        in_channels=8, feat_channels=8, train_cfg=cfg.model.train_cfg.rpn)
+    return MODELS.build(head_cfg)
+
+
+def _rpn_targets(head):
+    """Labels (0 positive, 1 negative) and label weights of four anchors of
+    a 128 x 128 chip with GT G (0, 0, 40, 60) and H (100, 0, 112, 12)."""
+    anchors = torch.tensor([
+        [-20., 0., 40., 60.],  # a: IoU 0.67 with G, 20 px out of the chip
+        [-40., 0., 20., 60.],  # b: IoU 0.25 with G, 40 px out of the chip
+        [60., 60., 120., 120.],  # c: nothing
+        [90., 0., 130., 40.],  # d: IoU 0.09 with H, its best anchor
+    ])
+    gt = _gt([[0, 0, 40, 60], [100, 0, 112, 12]])
+    labels, weights, *_ = head._get_targets_single(
+        anchors, torch.ones(4, dtype=torch.bool), gt,
+        dict(img_shape=(128, 128)), None)
+    return labels.tolist(), weights.tolist()
+
+
+def test_rpn_reference_switches_in_config():
+    # our config: every anchor counts (allowed_border=-1), low-quality
+    # matches need IoU >= 0.3
+    head = _rpn_head()
+    assert head.train_cfg.allowed_border == -1
+    assert head.assigner.min_pos_iou == 0.3
+    assert _rpn_targets(head) == ([0, 1, 1, 1], [1., 1., 1., 1.])
+    # the reference switches: anchors more than 32 px out of the chip are
+    # left out, the best anchor of every GT is positive at any IoU
+    head = _rpn_head(
+        **{
+            'model.train_cfg.rpn.allowed_border': 32,
+            'model.train_cfg.rpn.assigner.min_pos_iou': 0.0
+        })
+    assert _rpn_targets(head) == ([0, 1, 1, 0], [1., 0., 1., 1.])

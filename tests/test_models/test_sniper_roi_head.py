@@ -244,28 +244,211 @@ def test_all_proposals_dropped_without_gt():
 
 def test_all_dropped_in_one_image_of_batch():
     roi_head = MODELS.build(_roi_head_cfg())
+    seen = _spy_assign(roi_head)
     samples = [_data_sample((100, -1), gt_bboxes=()), _data_sample((16, 48))]
     losses = roi_head.loss(
         _feats(2), [_rpn_results() for _ in samples], samples)
+    assert _sides(seen) == [[], [16, 20, 32]]
     _check_losses(losses)
 
 
-def test_predict_not_filtered():
+def _spy_roi_extractor(roi_head):
+    """Record the rounded sqrt-areas of the RoIs each call extracts."""
+    seen = []
+    forward = roi_head.bbox_roi_extractor.forward
+
+    def spy(feats, rois, *args, **kwargs):
+        wh = rois[:, 3:5] - rois[:, 1:3]
+        areas = (wh[:, 0] * wh[:, 1]).tolist()
+        seen.append(sorted(round(math.sqrt(a)) for a in areas))
+        return forward(feats, rois, *args, **kwargs)
+
+    roi_head.bbox_roi_extractor.forward = spy
+    return seen
+
+
+def test_train_extracts_only_in_range_rois_predict_every_proposal():
     roi_head = MODELS.build(_roi_head_cfg())
+    seen = _spy_roi_extractor(roi_head)
+    # training: the in-range proposals (16, 20, 32) and the valid GT (32)
+    roi_head.loss(_feats(), [_rpn_results()], [_data_sample((16, 48))])
+    assert seen == [[16, 20, 32, 32]]
+
+    seen.clear()
     roi_head.eval()
-    samples = [_data_sample((100, -1))]
-    results = roi_head.predict(_feats(), [_rpn_results()], samples)
-    assert len(results) == 1
+    samples = [_data_sample((16, 48)), _data_sample((100, -1))]
+    with torch.no_grad():
+        results = roi_head.predict(
+            _feats(2), [_rpn_results(), _rpn_results()], samples)
+    # prediction: every proposal of both images, whatever the range
+    assert seen == [sorted(SIDES * 2)]
+    assert len(results) == 2
 
 
-def test_faster_rcnn_with_sniper_modules():
+# A chip with valid range (16, 48) chip px: the valid GT V, an invalid GT A
+# inside the range and an invalid GT B above it; proposals P1..P3 match
+# V, A and B with IoU > 0.5, P4 matches nothing, P5 is out of range.
+GT_V, GT_A, GT_B = [48, 48, 80, 80], [4, 4, 24, 24], [70, 0, 126, 56]
+P1, P2, P3 = [50, 50, 80, 80], [5, 5, 24, 24], [74, 4, 120, 50]
+P4, P5 = [30, 90, 60, 120], [0, 0, 120, 120]
+SNIPER_RCNN_ASSIGNER = dict(
+    type='SniperMaxIoUAssigner',
+    pos_iou_thr=0.5,
+    neg_iou_thr=0.5,
+    min_pos_iou=0.5,
+    match_low_quality=False,
+    ignore_iou_thr=0.5)
+
+
+def _invalid_gt_sample():
+    sample = _data_sample((16, 48), gt_bboxes=(GT_V, ))
+    sample.ignored_instances = InstanceData(
+        bboxes=torch.tensor([GT_A, GT_B], dtype=torch.float32),
+        labels=torch.tensor([2, 0]))
+    return sample
+
+
+def _labelled_rois(roi_head, assigner=SNIPER_RCNN_ASSIGNER, **kwargs):
+    """Sampled RoIs of the invalid-GT chip: {box: label} of the positives
+    and negatives (background = NUM_CLASSES), the GT RoIs, the regression
+    targets of the positives."""
+    captured = []
+    bbox_loss = roi_head.bbox_loss
+
+    def spy(x, sampling_results):
+        captured.extend(sampling_results)
+        return bbox_loss(x, sampling_results)
+
+    roi_head.bbox_loss = spy
+    proposals = torch.tensor([P1, P2, P3, P4, P5], dtype=torch.float32)
+    rpn = InstanceData(
+        bboxes=proposals,
+        scores=torch.linspace(0.9, 0.5, 5),
+        labels=torch.zeros(5, dtype=torch.long))
+    losses = roi_head.loss(_feats(), [rpn], [_invalid_gt_sample()])
+    _check_losses(losses)
+    res = captured[0]
+    labels = {
+        tuple(b): int(lb)
+        for b, lb in zip(res.pos_priors.tolist(), res.pos_gt_labels)
+    }
+    labels.update({tuple(b): NUM_CLASSES for b in res.neg_priors.tolist()})
+    gt_rois = sorted(
+        tuple(b) for b in res.pos_priors[res.pos_is_gt.bool()].tolist())
+    targets = {
+        tuple(b): tuple(t)
+        for b, t in zip(res.pos_priors.tolist(), res.pos_gt_bboxes.tolist())
+    }
+    return labels, gt_rois, targets
+
+
+def _boxes(*boxes):
+    return [tuple(float(v) for v in b) for b in boxes]
+
+
+def test_default_labelling_ignores_rois_of_invalid_gt():
+    cfg = _roi_head_cfg()
+    cfg.train_cfg.assigner = SNIPER_RCNN_ASSIGNER
+    labels, gt_rois, _ = _labelled_rois(MODELS.build(cfg))
+    v, p1, p4 = _boxes(GT_V, P1, P4)
+    # P2 and P3 (IoU > 0.5 with invalid A and B) are ignored: neither
+    # positive nor negative; only the valid GT V is added as a RoI
+    assert labels == {v: 1, p1: 1, p4: NUM_CLASSES}
+    assert gt_rois == [v]
+
+
+def test_ignore_iou_thr_off_trains_rois_of_invalid_gt_as_background():
+    cfg = _roi_head_cfg()
+    cfg.train_cfg.assigner = dict(SNIPER_RCNN_ASSIGNER, ignore_iou_thr=-1)
+    labels, gt_rois, _ = _labelled_rois(MODELS.build(cfg))
+    v, p1, p2, p3, p4 = _boxes(GT_V, P1, P2, P3, P4)
+    assert labels == {
+        v: 1, p1: 1, p2: NUM_CLASSES, p3: NUM_CLASSES, p4: NUM_CLASSES}
+    assert gt_rois == [v]
+
+
+@pytest.mark.parametrize('assigner', [
+    SNIPER_RCNN_ASSIGNER,
+    dict(SNIPER_RCNN_ASSIGNER, type='MaxIoUAssigner', ignore_iof_thr=-1,
+         ignore_iou_thr=None)
+])
+def test_reference_labelling_of_invalid_gt(assigner):
+    assigner = {k: v for k, v in assigner.items() if v is not None}
+    cfg = _roi_head_cfg(label_invalid_gt=True)
+    cfg.train_cfg.assigner = assigner
+    roi_head = MODELS.build(cfg)
+    assert roi_head.label_invalid_gt
+    labels, gt_rois, targets = _labelled_rois(roi_head)
+    v, a, b, p1, p2, p3, p4 = _boxes(GT_V, GT_A, GT_B, P1, P2, P3, P4)
+    # RoIs matched to invalid GT are foreground of that GT's class; the
+    # in-range invalid GT A is a RoI too, the out-of-range B is not
+    assert labels == {
+        v: 1, a: 2, p1: 1, p2: 2, p3: 0, p4: NUM_CLASSES}
+    assert gt_rois == sorted([v, a])
+    assert targets[p3] == b and targets[p2] == a and targets[p1] == v
+
+
+def test_reference_labelling_without_range_or_gt_rois():
+    v, a, b, p1, p2, p3, p4, p5 = _boxes(GT_V, GT_A, GT_B, P1, P2, P3, P4,
+                                         P5)
+    # with the range filter off, every chip GT is a RoI and P5 is kept
+    # (IoU 0.22 with B: background)
+    cfg = _roi_head_cfg(
+        label_invalid_gt=True, filter_proposals_by_valid_range=False)
+    labels, gt_rois, _ = _labelled_rois(MODELS.build(cfg))
+    assert gt_rois == sorted([v, a, b])
+    assert labels == {
+        v: 1, a: 2, b: 0, p1: 1, p2: 2, p3: 0, p4: NUM_CLASSES,
+        p5: NUM_CLASSES}
+    # a sampler that adds no GT: no GT RoI in either mode
+    cfg = _roi_head_cfg(label_invalid_gt=True)
+    cfg.train_cfg.sampler.add_gt_as_proposals = False
+    labels, gt_rois, _ = _labelled_rois(MODELS.build(cfg))
+    assert gt_rois == []
+    assert labels == {p1: 1, p2: 2, p3: 0, p4: NUM_CLASSES}
+
+
+def test_reference_labelling_empty_and_batch():
+    roi_head = MODELS.build(_roi_head_cfg(label_invalid_gt=True))
+    seen = _spy_roi_extractor(roi_head)
+    # no GT at all, and no ignored_instances field; proposals 16, 20, 32
+    # in range, all background
+    empty = _data_sample((16, 48), gt_bboxes=())
+    del empty.ignored_instances
+    nothing = _data_sample((100, -1), gt_bboxes=())
+    losses = roi_head.loss(
+        _feats(3), [_rpn_results() for _ in range(3)],
+        [empty, nothing, _data_sample((16, 48))])
+    _check_losses(losses)
+    # image 0: 3 proposals; image 1: none; image 2: 3 proposals + GT
+    assert seen == [[16, 16, 20, 20, 32, 32, 32]]
+    with pytest.raises(ValueError, match='box heads only'):
+        MODELS.build(
+            _roi_head_cfg(
+                label_invalid_gt=True,
+                mask_roi_extractor=dict(
+                    type='SingleRoIExtractor',
+                    roi_layer=dict(type='RoIAlign', output_size=14),
+                    out_channels=CH,
+                    featmap_strides=[4, 8, 16, 32]),
+                mask_head=dict(
+                    type='FCNMaskHead',
+                    num_convs=1,
+                    in_channels=CH,
+                    conv_out_channels=CH,
+                    num_classes=NUM_CLASSES)))
+
+
+@pytest.mark.parametrize('label_invalid_gt', [False, True])
+def test_faster_rcnn_with_sniper_modules(label_invalid_gt):
     cfg = Config.fromstring(
         "_base_ = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'", '.py')
     model_cfg = cfg.model
     model_cfg.backbone.update(depth=18, init_cfg=None)
     model_cfg.neck.update(in_channels=[64, 128, 256, 512], out_channels=32)
     model_cfg.rpn_head.update(in_channels=32, feat_channels=32)
-    model_cfg.roi_head.type = 'SniperRoIHead'
+    model_cfg.roi_head.update(
+        type='SniperRoIHead', label_invalid_gt=label_invalid_gt)
     model_cfg.roi_head.bbox_roi_extractor.out_channels = 32
     model_cfg.roi_head.bbox_head.update(in_channels=32, fc_out_channels=32)
     # reference RPN labelling: pos >= 0.5, neg < 0.4, ignore IoU > 0.3
@@ -309,10 +492,13 @@ def test_faster_rcnn_with_sniper_modules():
     rpn_result = rpn_results[0]
     assert ((rpn_result.gt_inds == -1) & (rpn_result.max_overlaps < 0.4)).any()
     assert (rpn_result.gt_inds > 0).any()
-    # only proposals with sqrt-area in [16, 64) reach the RoI assigner
-    # (the sampler then adds the valid GT, sqrt-area 35.8)
+    # only proposals with sqrt-area in [16, 64) reach the RoI assigner;
+    # the valid GT (sqrt-area 35.8) is added as a RoI (by the head, before
+    # assignment, in reference mode; by the sampler otherwise), the ignored
+    # box (sqrt-area 90.3) is not
     assert len(seen) == 1 and len(seen[0]) > 0
     assert all(16**2 <= area < 64**2 for area in seen[0]), seen
+    assert (40 * 32 in seen[0]) == label_invalid_gt
     assert {'loss_rpn_cls', 'loss_rpn_bbox', 'loss_cls',
             'loss_bbox'} <= set(losses)
     for name, value in losses.items():

@@ -24,9 +24,16 @@ CLASSES = ('rect', 'frame')
 IMG_SIZE = 128
 
 
-def make_tiny_coco(root: Path, num_images: int = 4, seed: int = 0) -> Path:
-    """Write ``num_images`` 128x128 images with a few rectangles and a COCO
-    json (``annotations/tiny.json``, images under ``images/``)."""
+def make_tiny_coco(root: Path,
+                   num_images: int = 4,
+                   seed: int = 0,
+                   img_size: int = IMG_SIZE,
+                   sides: Sequence[int] = (20, 50),
+                   boxes_per_image: int = 3) -> Path:
+    """Write ``num_images`` square images (``img_size`` px) with
+    ``boxes_per_image`` rectangles whose sides are drawn from ``sides``
+    (low inclusive, high exclusive) and a COCO json
+    (``annotations/tiny.json``, images under ``images/``)."""
     rng = np.random.RandomState(seed)
     root = Path(root)
     (root / 'images').mkdir(parents=True, exist_ok=True)
@@ -34,13 +41,13 @@ def make_tiny_coco(root: Path, num_images: int = 4, seed: int = 0) -> Path:
     images, annotations = [], []
     ann_id = 1
     for img_id in range(1, num_images + 1):
-        img = np.full((IMG_SIZE, IMG_SIZE, 3), 30, dtype=np.uint8)
+        img = np.full((img_size, img_size, 3), 30, dtype=np.uint8)
         img += rng.randint(0, 20, img.shape).astype(np.uint8)
         name = f'{img_id:06d}.jpg'
-        for k in range(3):
-            w, h = (int(v) for v in rng.randint(20, 50, size=2))
-            x = int(rng.randint(0, IMG_SIZE - w))
-            y = int(rng.randint(0, IMG_SIZE - h))
+        for k in range(boxes_per_image):
+            w, h = (int(v) for v in rng.randint(*sides, size=2))
+            x = int(rng.randint(0, img_size - w))
+            y = int(rng.randint(0, img_size - h))
             cat = k % 2 + 1
             color = tuple(int(c) for c in rng.randint(120, 255, size=3))
             thickness = -1 if cat == 1 else 3  # filled rect / frame
@@ -57,7 +64,7 @@ def make_tiny_coco(root: Path, num_images: int = 4, seed: int = 0) -> Path:
             ann_id += 1
         assert cv2.imwrite(str(root / 'images' / name), img)
         images.append(
-            dict(id=img_id, file_name=name, width=IMG_SIZE, height=IMG_SIZE))
+            dict(id=img_id, file_name=name, width=img_size, height=img_size))
     coco = dict(
         images=images,
         annotations=annotations,

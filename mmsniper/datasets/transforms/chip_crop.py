@@ -2,7 +2,7 @@
 """Cut one SNIPER chip out of a loaded image (spec sections 4 and 5)."""
 import math
 from numbers import Number
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -10,9 +10,10 @@ import torch
 from mmcv.transforms import BaseTransform
 
 from mmdet.registry import TRANSFORMS
-from mmdet.structures.bbox import BaseBoxes
+from mmdet.structures.bbox import BaseBoxes, HorizontalBoxes
 from mmdet.structures.bbox.box_type import autocast_box_type
 from mmdet.structures.mask import BitmapMasks, PolygonMasks
+from ..chip_settings import warn_missing_chip
 
 #: Keys that :class:`SniperChipCrop` adds; pass them to ``PackDetInputs``.
 SNIPER_CHIP_META_KEYS = ('chip_offset', 'chip_scale', 'chip_valid_range',
@@ -136,17 +137,28 @@ class SniperChipCrop(BaseTransform):
     ``LoadAnnotations`` and, if used, ``LoadProposals``, and before every
     other geometric transform. It then:
 
-    - cuts the chip region out of ``img``, resizes it by ``s`` to
+    - cuts the chip region out of ``img`` and resizes it by ``s`` to
       ``(round((y2 - y1) * s), round((x2 - x1) * s))`` (never the whole
-      image), and pads it to ``chip_size`` with ``pad_val`` on the
-      bottom/right. The region is sampled exactly (sub-pixel chip corners
+      image). The region is sampled exactly (sub-pixel chip corners
       included): with an integer corner and an integer-sized result it is
       ``cv2.resize`` of the crop, otherwise the equivalent
-      ``cv2.warpAffine``;
-    - maps ``gt_bboxes`` into the chip (``(b - (x1, y1)) * s``), clips them
-      to the resized region and drops the pieces narrower or lower than
-      ``min_gt_size`` chip px, with their labels, ignore flags, masks,
-      instance ids and any other per-instance ``gt_*`` array;
+      ``cv2.warpAffine``. The result is NOT padded: like every mmdet
+      transform it leaves ``img.shape[:2] == img_shape``, so that later
+      geometric transforms (``RandomFlip``) see the chip's content only.
+      Batch padding (to ``chip_size``, as the reference pads every chip)
+      belongs in the model's data preprocessor, after normalisation, e.g.
+      ``DetDataPreprocessor(batch_augments=[dict(type='BatchFixedSizePad',
+      size=(chip_h, chip_w))])``: 0 there is the pixel mean, the
+      reference's pad;
+    - maps ``gt_bboxes`` into the chip with the box type's own
+      ``translate_``, ``rescale_`` and ``clip_`` (``(b - (x1, y1)) * s``,
+      clipped to the resized region) and drops the pieces narrower or
+      lower than ``min_gt_size`` chip px (a piece of exactly
+      ``min_gt_size`` is kept), with their labels, ignore flags, masks,
+      instance ids and any other per-instance ``gt_*`` array. Only
+      axis-aligned boxes (``HorizontalBoxes`` or an (N, 4) array) are
+      supported: clipping a rotated or quadrilateral box to the chip is not
+      a box operation, so other box types raise a ``TypeError``;
     - marks as ignored (``gt_ignore_flags=True``) every surviving GT whose
       index (row of ``gt_bboxes`` as ``LoadAnnotations`` produced it) is
       not in ``valid_gt``; a GT already ignored (e.g. ``iscrowd``) stays
@@ -176,12 +188,12 @@ class SniperChipCrop(BaseTransform):
     - ori_shape (required when ``img`` is a pre-cropped region)
     - sniper_chip_img_origin (optional)
     - sniper_chip_img_scale (optional)
-    - gt_bboxes (BaseBoxes[torch.float32] | np.float32) (optional)
+    - gt_bboxes (HorizontalBoxes[torch.float32] | np.float32) (optional)
     - gt_bboxes_labels (np.int64) (optional)
     - gt_ignore_flags (bool) (optional)
     - gt_masks (BitmapMasks | PolygonMasks) (optional)
     - gt_seg_map (np.uint8) (optional)
-    - proposals (np.float32) (optional)
+    - proposals (np.float32 | HorizontalBoxes) (optional)
     - proposals_scores (np.float32) (optional)
     - homography_matrix (optional)
     - scale_factor (optional)
@@ -204,7 +216,6 @@ class SniperChipCrop(BaseTransform):
 
     Added Keys:
 
-    - pad_shape (tuple[int, int]): ``chip_size`` (h, w).
     - chip_offset (tuple[float, float]): chip corner (x1, y1), original px.
     - chip_scale (float): ``s``, chip px per original px.
     - chip_valid_range (tuple[float, float]): ``(lo * s, hi * s)``,
@@ -212,18 +223,17 @@ class SniperChipCrop(BaseTransform):
     - chip_scale_idx (int): index of the chip's training scale.
     - chip_is_negative (bool): whether the chip is a negative chip.
 
-    ``img_shape`` becomes the resized region (h, w) before padding (the
-    valid area, mmdet semantics), ``scale_factor`` is multiplied by ``s``
+    ``img_shape`` and ``img.shape[:2]`` become the resized region (h, w),
+    at most ``chip_size`` (h, w); masks and ``gt_seg_map`` take the same
+    size. ``scale_factor`` is multiplied by ``s``
     (``(w_scale, h_scale)``), ``homography_matrix`` becomes
     ``S @ T @ H_old`` (original px -> chip px), ``ori_shape`` is kept.
     ``results['sniper_chip']`` itself is left in place.
 
     Args:
         min_gt_size (float): Clipped GT narrower or lower than this (chip
-            px) are dropped (spec: 10). Defaults to 10.
-        pad_val (Number | Sequence[Number]): Image padding value.
-            Defaults to 0.
-        seg_pad_val (int): ``gt_seg_map`` padding value. Defaults to 255.
+            px) are dropped; exactly ``min_gt_size`` is kept (spec: under
+            10 px dropped; reference: ``ws >= 10`` kept). Defaults to 10.
         interpolation (str): 'nearest', 'bilinear', 'bicubic' or 'lanczos'
             (cv2). Masks and segmentation maps always use 'nearest'.
             Defaults to 'bilinear'.
@@ -234,8 +244,6 @@ class SniperChipCrop(BaseTransform):
 
     def __init__(self,
                  min_gt_size: float = 10,
-                 pad_val: Union[Number, Sequence[Number]] = 0,
-                 seg_pad_val: int = 255,
                  interpolation: str = 'bilinear',
                  box_tol: float = 1.0) -> None:
         if interpolation not in _CV2_INTERP:
@@ -247,8 +255,6 @@ class SniperChipCrop(BaseTransform):
         if box_tol < 0:
             raise ValueError(f'box_tol must be >= 0, got {box_tol}')
         self.min_gt_size = min_gt_size
-        self.pad_val = pad_val
-        self.seg_pad_val = seg_pad_val
         self.interpolation = interpolation
         self.box_tol = box_tol
 
@@ -403,27 +409,18 @@ class SniperChipCrop(BaseTransform):
     # ------------------------------------------------------------------
     # image-like data
     # ------------------------------------------------------------------
-    @staticmethod
-    def _pad(arr: np.ndarray, chip_h: int, chip_w: int, pad_val) -> np.ndarray:
-        out = np.empty((chip_h, chip_w) + arr.shape[2:], dtype=arr.dtype)
-        out[...] = pad_val
-        out[:arr.shape[0], :arr.shape[1]] = arr
-        return out
-
     def _crop_img(self, results: dict, geo: dict) -> None:
         img = resample_region(results['img'], geo['src_origin'],
                               geo['src_scale'], (geo['out_w'], geo['out_h']),
                               self.interpolation)
         if results['img'].ndim == 3 and img.ndim == 2:
             img = img[..., None]
-        results['img'] = self._pad(img, geo['chip_h'], geo['chip_w'],
-                                   self.pad_val)
+        results['img'] = img
         results['img_shape'] = (geo['out_h'], geo['out_w'])
-        results['pad_shape'] = (geo['chip_h'], geo['chip_w'])
 
     def _map_orig(self, arr: np.ndarray, geo: dict) -> np.ndarray:
         """Resample an original-resolution 2-D map (mask, seg) into the
-        chip (nearest), without padding."""
+        chip (nearest)."""
         return resample_region(arr, (geo['x1'], geo['y1']), geo['s'],
                                (geo['out_w'], geo['out_h']), 'nearest')
 
@@ -436,24 +433,21 @@ class SniperChipCrop(BaseTransform):
                 results, "results['gt_seg_map']",
                 f'shape {seg.shape[:2]} is not the image size '
                 f"{(geo['full_h'], geo['full_w'])}")
-        results['gt_seg_map'] = self._pad(
-            self._map_orig(seg, geo), geo['chip_h'], geo['chip_w'],
-            self.seg_pad_val)
+        results['gt_seg_map'] = self._map_orig(seg, geo)
 
     def _crop_masks(self, results: dict, masks, keep: np.ndarray, geo: dict):
         keep_idx = np.flatnonzero(keep)
-        chip_h, chip_w = geo['chip_h'], geo['chip_w']
+        out_h, out_w = geo['out_h'], geo['out_w']
         if isinstance(masks, BitmapMasks):
             if (masks.height, masks.width) != (geo['full_h'], geo['full_w']):
                 raise self._error(
                     results, "results['gt_masks']",
                     f'mask size {(masks.height, masks.width)} is not the '
                     f"image size {(geo['full_h'], geo['full_w'])}")
-            out = np.zeros((len(keep_idx), chip_h, chip_w), dtype=np.uint8)
+            out = np.zeros((len(keep_idx), out_h, out_w), dtype=np.uint8)
             for j, i in enumerate(keep_idx):
-                m = self._map_orig(masks.masks[i], geo)
-                out[j, :m.shape[0], :m.shape[1]] = m
-            return BitmapMasks(out, chip_h, chip_w)
+                out[j] = self._map_orig(masks.masks[i], geo)
+            return BitmapMasks(out, out_h, out_w)
         if isinstance(masks, PolygonMasks):
             x1, y1, s = geo['x1'], geo['y1'], geo['s']
             offset = np.array([x1, y1])
@@ -462,10 +456,9 @@ class SniperChipCrop(BaseTransform):
                 polys.append([(
                     (np.asarray(p, dtype=np.float64).reshape(-1, 2) - offset) *
                     s).reshape(-1) for p in masks.masks[i]])
-            mapped = PolygonMasks(polys, geo['out_h'], geo['out_w'])
+            mapped = PolygonMasks(polys, out_h, out_w)
             # clip the polygons to the resized region (shapely, as mmdet)
-            mapped = mapped.crop(np.array([0, 0, geo['out_w'], geo['out_h']]))
-            return PolygonMasks(mapped.masks, chip_h, chip_w)
+            return mapped.crop(np.array([0, 0, out_w, out_h]))
         raise NotImplementedError(
             f'{self.__class__.__name__} supports gt_masks of type '
             f'BitmapMasks or PolygonMasks, not {type(masks)}')
@@ -473,16 +466,42 @@ class SniperChipCrop(BaseTransform):
     # ------------------------------------------------------------------
     # instances
     # ------------------------------------------------------------------
+    def _check_box_type(self, results: dict, field: str,
+                        boxes: BaseBoxes) -> BaseBoxes:
+        """Refuse box types whose clipping to the chip is not a box."""
+        if isinstance(boxes, HorizontalBoxes):
+            return boxes
+        if isinstance(boxes, BaseBoxes):
+            raise TypeError(
+                f'{self.__class__.__name__}: results[{field!r}] of image '
+                f"{results.get('img_path')!r} is {type(boxes).__name__}; "
+                'only HorizontalBoxes (xyxy) can be cut into chips: a '
+                'rotated or quadrilateral box clipped to the chip border is '
+                'no longer a box of its type. Convert them to '
+                "HorizontalBoxes (e.g. boxes.convert_to('hbox')) or load "
+                'axis-aligned boxes.')
+        raise TypeError(f'{self.__class__.__name__}: results[{field!r}] '
+                        'must be HorizontalBoxes or an (N, 4) np.ndarray, '
+                        f'got {type(boxes).__name__}')
+
+    @staticmethod
+    def _map_boxes(boxes: HorizontalBoxes, geo: dict) -> HorizontalBoxes:
+        """``(b - (x1, y1)) * s`` clipped to the chip, in float64, with the
+        box type's own operations (a new object; ``boxes`` is untouched)."""
+        mapped = type(boxes)(boxes.tensor.to(torch.float64))
+        mapped.translate_((-geo['x1'], -geo['y1']))
+        mapped.rescale_((geo['s'], geo['s']))
+        mapped.clip_((geo['out_h'], geo['out_w']))
+        return mapped
+
     def _crop_instances(self, results: dict, geo: dict) -> None:
         if results.get('gt_bboxes', None) is None:
             return
         if 'gt_keypoints' in results:
             raise NotImplementedError(
                 f'{self.__class__.__name__} does not map gt_keypoints')
-        bboxes = results['gt_bboxes']
-        if not isinstance(bboxes, BaseBoxes):
-            raise TypeError('gt_bboxes must be BaseBoxes or np.ndarray, '
-                            f'got {type(bboxes)}')
+        bboxes = self._check_box_type(results, 'gt_bboxes',
+                                      results['gt_bboxes'])
         num = len(bboxes)
         valid_gt = geo['valid_gt']
         if len(valid_gt) and (valid_gt.min() < 0 or valid_gt.max() >= num):
@@ -491,17 +510,16 @@ class SniperChipCrop(BaseTransform):
                 f'indices {valid_gt.tolist()} out of range for {num} '
                 'instances')
 
-        x1, y1, s = geo['x1'], geo['y1'], geo['s']
-        t = bboxes.tensor.to(torch.float64)
-        t = (t - t.new_tensor([x1, y1, x1, y1])) * s
-        t[..., 0::2] = t[..., 0::2].clamp(0, geo['out_w'])
-        t[..., 1::2] = t[..., 1::2].clamp(0, geo['out_h'])
-        wh = (t[..., 2:4] - t[..., 0:2]).numpy()
-        keep = (wh[:, 0] >= self.min_gt_size) & (wh[:, 1] >= self.min_gt_size)
-        keep &= wh.min(axis=1) > 0  # never keep empty pieces
+        mapped = self._map_boxes(bboxes, geo)
+        w = mapped.widths.numpy()
+        h = mapped.heights.numpy()
+        # spec 4: pieces *under* min_gt_size are dropped, as the reference's
+        # filter_boxes keeps ws >= 10
+        keep = (w >= self.min_gt_size) & (h >= self.min_gt_size)
+        keep &= (w > 0) & (h > 0)  # never keep empty pieces
         keep_t = torch.from_numpy(keep)
         results['gt_bboxes'] = type(bboxes)(
-            t[keep_t].to(bboxes.tensor.dtype), clone=False)
+            mapped.tensor[keep_t].to(bboxes.tensor.dtype), clone=False)
 
         ignore = results.get('gt_ignore_flags', None)
         if ignore is None:
@@ -538,14 +556,26 @@ class SniperChipCrop(BaseTransform):
         if proposals is None:
             return
         is_boxes = isinstance(proposals, BaseBoxes)
-        arr = proposals.numpy() if is_boxes else np.asarray(proposals)
-        x1, y1, s = geo['x1'], geo['y1'], geo['s']
-        p = (arr.astype(np.float64) - np.array([x1, y1, x1, y1])) * s
-        p[:, 0::2] = p[:, 0::2].clip(0, geo['out_w'])
-        p[:, 1::2] = p[:, 1::2].clip(0, geo['out_h'])
-        keep = (p[:, 2] > p[:, 0]) & (p[:, 3] > p[:, 1])
-        p = p[keep].astype(arr.dtype if arr.dtype.kind == 'f' else np.float32)
-        results['proposals'] = type(proposals)(p) if is_boxes else p
+        if is_boxes:
+            boxes = self._check_box_type(results, 'proposals', proposals)
+            dtype = boxes.tensor.dtype
+        else:
+            arr = np.asarray(proposals)
+            dtype = arr.dtype if arr.dtype.kind == 'f' else np.float32
+            try:
+                boxes = HorizontalBoxes(arr.astype(np.float64))
+            except AssertionError as e:
+                raise self._error(
+                    results, "results['proposals']",
+                    f'expected (N, 4) xyxy boxes, got shape '
+                    f'{arr.shape}') from e
+        mapped = self._map_boxes(boxes, geo)
+        keep = ((mapped.widths > 0) & (mapped.heights > 0)).numpy()
+        p = mapped.tensor[torch.from_numpy(keep)]
+        if is_boxes:
+            results['proposals'] = type(proposals)(p.to(dtype), clone=False)
+        else:
+            results['proposals'] = p.numpy().astype(dtype)
         if results.get('proposals_scores', None) is not None:
             results['proposals_scores'] = results['proposals_scores'][keep]
 
@@ -591,6 +621,7 @@ class SniperChipCrop(BaseTransform):
         """
         chip = results.get('sniper_chip', None)
         if chip is None:
+            warn_missing_chip(results)
             return results
         geo = self._parse_chip(results, chip)
         self._crop_img(results, geo)
@@ -603,8 +634,6 @@ class SniperChipCrop(BaseTransform):
     def __repr__(self) -> str:
         repr_str = self.__class__.__name__
         repr_str += f'(min_gt_size={self.min_gt_size}, '
-        repr_str += f'pad_val={self.pad_val}, '
-        repr_str += f'seg_pad_val={self.seg_pad_val}, '
         repr_str += f"interpolation='{self.interpolation}', "
         repr_str += f'box_tol={self.box_tol})'
         return repr_str

@@ -1,19 +1,26 @@
 # Copyright (c) mmsniper contributors. All rights reserved.
 import copy
+import functools
+import os.path as osp
 
 import cv2
 import numpy as np
 import pytest
 import torch
 from mmcv.transforms import Compose
+from mmengine.config import Config
+from mmengine.dataset import pseudo_collate
 
 from mmdet.datasets.transforms import LoadAnnotations, PackDetInputs
-from mmdet.registry import TRANSFORMS
-from mmdet.structures.bbox import HorizontalBoxes
+from mmdet.registry import MODELS, TRANSFORMS
+from mmdet.structures.bbox import BaseBoxes, HorizontalBoxes
 from mmdet.structures.mask import BitmapMasks, PolygonMasks
 from mmsniper.datasets.transforms import (SNIPER_CHIP_META_KEYS,
                                           SniperChipCrop, chip_meta_keys,
                                           resample_region)
+
+ROOT = osp.dirname(
+    osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 
 def make_chip(box,
@@ -65,11 +72,17 @@ def pattern(h, w, channels=3, seed=0):
 def test_registry_and_repr():
     t = TRANSFORMS.build(dict(type='SniperChipCrop'))
     assert isinstance(t, SniperChipCrop)
-    assert repr(t) == ("SniperChipCrop(min_gt_size=10, pad_val=0, "
-                       "seg_pad_val=255, interpolation='bilinear', "
-                       'box_tol=1.0)')
-    with pytest.raises(ValueError):
+    assert repr(t) == ("SniperChipCrop(min_gt_size=10, "
+                       "interpolation='bilinear', box_tol=1.0)")
+    assert repr(SniperChipCrop(
+        2.5, 'nearest',
+        0.5)) == ("SniperChipCrop(min_gt_size=2.5, interpolation='nearest', "
+                  'box_tol=0.5)')
+    with pytest.raises(ValueError, match='interpolation'):
         SniperChipCrop(interpolation='area')
+    # the crop no longer pads: the data preprocessor does
+    with pytest.raises(TypeError, match='pad_val'):
+        SniperChipCrop(pad_val=0)
 
 
 def test_no_chip_is_noop():
@@ -124,8 +137,9 @@ def test_round_trip(box, s):
     assert out['scale_factor'] == pytest.approx((s, s))
     assert out['img_shape'] == (int(np.floor((y2 - y1) * s + 0.5)),
                                 int(np.floor((x2 - x1) * s + 0.5)))
-    assert out['pad_shape'] == (512, 512)
-    assert out['img'].shape == (512, 512, 3)
+    # not padded: the image is exactly img_shape (mmdet semantics)
+    assert out['img'].shape == out['img_shape'] + (3, )
+    assert 'pad_shape' not in out
     assert out['ori_shape'] == (700, 1000)
     assert out['homography_matrix'].dtype == np.float32
     assert out['gt_ignore_flags'].dtype == np.bool_
@@ -175,17 +189,13 @@ def test_metas_are_plain_python():
 def test_pixels_equal_cv2_resize_of_crop(box, s):
     img = pattern(300, 400)
     x1, y1, x2, y2 = box
-    out = SniperChipCrop(pad_val=7)(make_results(img, chip=make_chip(box, s)))
+    out = SniperChipCrop()(make_results(img, chip=make_chip(box, s)))
     out_h = int(round((y2 - y1) * s))
     out_w = int(round((x2 - x1) * s))
     expected = cv2.resize(img[y1:y2, x1:x2], (out_w, out_h))
     assert out['img_shape'] == (out_h, out_w)
-    assert out['pad_shape'] == (512, 512)
-    assert out['img'].shape == (512, 512, 3)
     assert out['img'].dtype == np.uint8
-    np.testing.assert_array_equal(out['img'][:out_h, :out_w], expected)
-    assert (out['img'][out_h:] == 7).all()
-    assert (out['img'][:, out_w:] == 7).all()
+    np.testing.assert_array_equal(out['img'], expected)
 
 
 @pytest.mark.parametrize('box,s', [((10.3, 20.6, 150.3, 100.6), 3.0),
@@ -230,13 +240,11 @@ def test_resample_region_many_channels_and_gray():
     gray = img[..., 0].copy()
     out = SniperChipCrop()(
         make_results(gray, chip=make_chip((0, 0, 80, 60), 2.0)))
-    assert out['img'].shape == (512, 512)
-    np.testing.assert_array_equal(out['img'][:120, :160],
-                                  cv2.resize(gray, (160, 120)))
+    np.testing.assert_array_equal(out['img'], cv2.resize(gray, (160, 120)))
     one = img[..., :1].copy()
     out = SniperChipCrop()(
         make_results(one, chip=make_chip((0, 0, 80, 60), 2.0)))
-    assert out['img'].shape == (512, 512, 1)
+    assert out['img'].shape == (120, 160, 1)
 
 
 def test_ignore_flags_and_min_size():
@@ -319,17 +327,14 @@ def test_numpy_boxes_and_empty():
 def test_image_smaller_than_chip():
     img = pattern(200, 300)
     boxes = [[30, 40, 130, 140], [250, 150, 300, 200]]
-    # whole image at s=1.5 -> 300x450, padded to 512x512
+    # whole image at s=1.5 -> 300x450, not padded (the data preprocessor
+    # pads the batch)
     out = SniperChipCrop()(
         make_results(
             img, boxes, chip=make_chip((0, 0, 300, 200), 1.5, valid_gt=[0,
                                                                         1])))
     assert out['img_shape'] == (300, 450)
-    assert out['pad_shape'] == (512, 512)
-    assert out['img'].shape == (512, 512, 3)
-    np.testing.assert_array_equal(out['img'][:300, :450],
-                                  cv2.resize(img, (450, 300)))
-    assert (out['img'][300:] == 0).all() and (out['img'][:, 450:] == 0).all()
+    np.testing.assert_array_equal(out['img'], cv2.resize(img, (450, 300)))
     np.testing.assert_allclose(out['gt_bboxes'].numpy(),
                                [[45, 60, 195, 210], [375, 225, 450, 300]])
     assert not out['gt_ignore_flags'].any()
@@ -341,7 +346,7 @@ def test_box_within_tolerance_is_clipped():
         make_results(img, chip=make_chip((-0.4, -1e-4, 300.5, 200.0003), 1.0)))
     assert out['chip_offset'] == (0.0, 0.0)
     assert out['img_shape'] == (200, 300)
-    np.testing.assert_array_equal(out['img'][:200, :300], img)
+    np.testing.assert_array_equal(out['img'], img)
 
 
 @pytest.mark.parametrize(
@@ -403,19 +408,19 @@ def test_bitmap_masks_and_seg_map():
     # box 2 is outside the chip -> dropped with its mask
     assert len(out['gt_masks']) == 2 == len(out['gt_bboxes'])
     assert isinstance(out['gt_masks'], BitmapMasks)
-    assert out['gt_masks'].masks.shape == (2, 512, 512)
+    # the resized region 300 x 450 (h, w), like the image
+    assert out['img'].shape[:2] == out['img_shape'] == (300, 450)
+    assert out['gt_masks'].masks.shape == (2, 300, 450)
     # masks agree with the mapped boxes
     np.testing.assert_allclose(
         out['gt_masks'].get_bboxes(HorizontalBoxes).numpy(),
         out['gt_bboxes'].numpy())
     np.testing.assert_allclose(out['gt_bboxes'].numpy(),
                                [[30, 30, 180, 180], [420, 0, 450, 300]])
-    assert out['gt_seg_map'].shape == (512, 512)
+    assert out['gt_seg_map'].shape == (300, 450)
     ys, xs = np.nonzero(out['gt_seg_map'] == 3)
     assert (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == (30, 30, 180,
                                                                 180)
-    assert (out['gt_seg_map'][300:] == 255).all()
-    assert (out['gt_seg_map'][:, 450:] == 255).all()
 
 
 def test_polygon_masks():
@@ -428,7 +433,7 @@ def test_polygon_masks():
     results['gt_masks'] = PolygonMasks(polys, 300, 400)
     out = SniperChipCrop()(results)
     assert isinstance(out['gt_masks'], PolygonMasks)
-    assert (out['gt_masks'].height, out['gt_masks'].width) == (512, 512)
+    assert (out['gt_masks'].height, out['gt_masks'].width) == (300, 450)
     np.testing.assert_allclose(
         out['gt_masks'].get_bboxes(HorizontalBoxes).numpy(),
         out['gt_bboxes'].numpy(),
@@ -562,3 +567,292 @@ def test_load_annotations_then_crop_keeps_alignment():
     out = SniperChipCrop()(LoadAnnotations()(results))
     assert out['gt_bboxes_labels'].tolist() == [0, 1, 2]
     assert out['gt_ignore_flags'].tolist() == [True, False, True]
+
+
+# ----------------------------------------------------------------------
+# The shipped training pipeline and data preprocessor, flipped or not
+# ----------------------------------------------------------------------
+SNIPER_CONFIG = osp.join(ROOT, 'configs', 'sniper',
+                         'faster-rcnn_r50_fpn_sniper-1x_coco.py')
+GREY_BGR = (128, 128, 128)
+RED_BGR = (0, 0, 255)
+
+# (image h, w), chip box, chip scale, GT boxes (orig px): a portrait image
+# at the coarsest scale (long side 512: 384 x 512 chip px, w x h) and a
+# small image enlarged to 300 x 400; both narrower than the 512 px chip.
+FLIP_CASES = [
+    dict(
+        hw=(640, 480),
+        box=(0, 0, 480, 640),
+        s=0.8,
+        boxes=[[40, 60, 140, 200], [300, 400, 420, 560], [200, 30, 260, 90]]),
+    dict(
+        hw=(200, 150),
+        box=(0, 0, 150, 200),
+        s=2.0,
+        boxes=[[10, 20, 60, 90], [90, 120, 140, 190]]),
+]
+
+
+def _write_boxes_image(path, hw, boxes):
+    """Grey image with every GT box filled in red (lossless PNG)."""
+    img = np.empty(hw + (3, ), np.uint8)
+    img[...] = GREY_BGR
+    for x1, y1, x2, y2 in boxes:
+        img[y1:y2, x1:x2] = RED_BGR
+    cv2.imwrite(path, img)
+
+
+@functools.lru_cache(maxsize=1)
+def _sniper_config():
+    return Config.fromfile(SNIPER_CONFIG)
+
+
+def _training_pipeline(loader, flip_prob):
+    cfg = _sniper_config()
+    pipeline = copy.deepcopy(cfg.train_pipeline)
+    types = [t['type'] for t in pipeline]
+    assert types == [
+        'LoadSniperChipFromFile', 'LoadAnnotations', 'SniperChipCrop',
+        'RandomFlip', 'PackDetInputs'
+    ]
+    pipeline[0] = dict(type=loader)
+    pipeline[3]['prob'] = flip_prob
+    preprocessor = MODELS.build(cfg.model.data_preprocessor)
+    return Compose(pipeline), preprocessor, cfg.chip_size
+
+
+@pytest.mark.parametrize('flip_prob', [1.0, 0.0])
+@pytest.mark.parametrize('loader',
+                         ['LoadSniperChipFromFile', 'LoadImageFromFile'])
+def test_flip_keeps_gt_on_image_content(tmp_path, loader, flip_prob):
+    """Issue 7 item 1: after the whole training pipeline and the data
+    preprocessor, every GT lies inside img_shape and on the red pixels
+    drawn for it, flipped or not; the batch is padded with the pixel
+    mean."""
+    pipeline, preprocessor, chip_size = _training_pipeline(loader, flip_prob)
+    samples, expected = [], []
+    for i, case in enumerate(FLIP_CASES):
+        hw, box, s, boxes = (case[k] for k in ('hw', 'box', 's', 'boxes'))
+        path = str(tmp_path / f'{i}.png')
+        _write_boxes_image(path, hw, boxes)
+        chip = make_chip(
+            box, s, valid_gt=range(len(boxes)), valid_range=(-1, -1))
+        results = dict(
+            img_path=path,
+            img_id=1,
+            height=hw[0],
+            width=hw[1],
+            instances=[
+                dict(bbox=[float(v) for v in b], bbox_label=0, ignore_flag=0)
+                for b in boxes
+            ],
+            sniper_chip=chip)
+        samples.append(pipeline(results))
+        h, w = round(hw[0] * s), round(hw[1] * s)
+        want = np.array(boxes, np.float64) * s
+        if flip_prob == 1.0:  # mirrored inside the chip's own width
+            want[:, [0, 2]] = w - want[:, [2, 0]]
+        expected.append((h, w, want))
+    batch = preprocessor(pseudo_collate(samples), training=True)
+    inputs, data_samples = batch['inputs'], batch['data_samples']
+    assert inputs.shape == (2, 3, chip_size, chip_size)
+
+    mean = preprocessor.mean.view(3)
+    std = preprocessor.std.view(3)
+    red = (torch.tensor(RED_BGR[::-1], dtype=torch.float32) - mean) / std
+    grey = (torch.tensor(GREY_BGR[::-1], dtype=torch.float32) - mean) / std
+    for img, ds, (h, w, want) in zip(inputs, data_samples, expected):
+        meta = ds.metainfo
+        assert meta['flip'] is (flip_prob == 1.0)
+        assert meta['img_shape'] == (h, w)
+        assert meta['pad_shape'] == (chip_size, chip_size)
+        boxes = ds.gt_instances.bboxes.numpy()
+        np.testing.assert_allclose(boxes, want, atol=1e-4)
+        # inside img_shape
+        assert (boxes[:, 0::2] >= 0).all() and (boxes[:, 2] <= w).all()
+        assert (boxes[:, 1::2] >= 0).all() and (boxes[:, 3] <= h).all()
+        # on the content: red pixels = the union of the GT boxes (up to
+        # the 1 px ring that bilinear resizing blends)
+        is_red = (img - red.view(3, 1, 1)).abs().amax(0) < 0.05
+        is_grey = (img - grey.view(3, 1, 1)).abs().amax(0) < 0.05
+        inner = torch.zeros(chip_size, chip_size, dtype=torch.bool)
+        outer = torch.zeros(chip_size, chip_size, dtype=torch.bool)
+        for x1, y1, x2, y2 in boxes:
+            inner[int(np.ceil(y1)) + 1:int(y2) - 1,
+                  int(np.ceil(x1)) + 1:int(x2) - 1] = True
+            outer[max(int(y1) - 1, 0):int(np.ceil(y2)) + 1,
+                  max(int(x1) - 1, 0):int(np.ceil(x2)) + 1] = True
+        assert is_red[inner].all()
+        assert not is_red[~outer].any()
+        content = torch.zeros_like(inner)
+        content[:h, :w] = True
+        assert is_grey[content & ~outer].all()
+        # padded after normalisation with 0, i.e. with the pixel mean
+        assert (img[:, ~content] == 0).all()
+
+
+def test_non_square_chip_size_is_h_w():
+    """chip_size is (h, w): a 500 x 250 (w x h) region fits a 256 x 512
+    (h x w) chip; the transposed region does not."""
+    img = pattern(600, 600)
+    boxes = [[10, 10, 500, 250]]
+    out = SniperChipCrop()(
+        make_results(
+            img,
+            boxes,
+            chip=make_chip((0, 0, 500, 250),
+                           1.0,
+                           valid_gt=[0],
+                           chip_size=(256, 512))))
+    assert out['img_shape'] == (250, 500)
+    assert out['img'].shape == (250, 500, 3)
+    np.testing.assert_allclose(out['gt_bboxes'].numpy(), [[10, 10, 500, 250]])
+    # up to 1 px larger than the chip: clamped to (h, w) = (256, 512)
+    out = SniperChipCrop()(
+        make_results(
+            img,
+            chip=make_chip((0, 0, 512.6, 256.4), 1.0, chip_size=(256, 512))))
+    assert out['img_shape'] == (256, 512)
+    with pytest.raises(ValueError, match=r'\(256, 512\) \(h, w\)'):
+        SniperChipCrop()(
+            make_results(
+                img,
+                chip=make_chip((0, 0, 250, 500), 1.0, chip_size=(256, 512))))
+
+
+@pytest.mark.parametrize('axis', ['x', 'y'])
+def test_min_gt_size_boundary(axis):
+    """Spec 4 and the reference's filter_boxes (ws >= 10): a piece of
+    exactly min_gt_size chip px is kept, 9.99 px is dropped; whole boxes
+    and pieces clipped at the chip border alike."""
+    img = pattern(400, 400)
+    # chip (0, 0, 256, 256) at s = 2: 512 chip px, boxes 40 chip px across
+    boxes = np.array([
+        [20, 20, 25, 40],  # 5.0 orig px -> 10.0 chip px, kept
+        [60, 20, 64.995, 40],  # 4.995 -> 9.99 chip px, dropped
+        [251, 60, 280, 80],  # clipped at x = 256: 10.0 chip px, kept
+        [251.005, 100, 280, 120],  # clipped: 9.99 chip px, dropped
+    ])
+    if axis == 'y':
+        boxes = boxes[:, [1, 0, 3, 2]]
+    out = SniperChipCrop()(
+        make_results(
+            img,
+            boxes,
+            labels=[0, 1, 2, 3],
+            chip=make_chip((0, 0, 256, 256), 2.0, valid_gt=range(4))))
+    assert out['gt_bboxes_labels'].tolist() == [0, 2]
+    chip_boxes = out['gt_bboxes']
+    sides = chip_boxes.widths if axis == 'x' else chip_boxes.heights
+    np.testing.assert_allclose(sides.numpy(), [10.0, 10.0])
+    # min_gt_size is a parameter
+    out = SniperChipCrop(min_gt_size=9.98)(
+        make_results(
+            img,
+            boxes,
+            labels=[0, 1, 2, 3],
+            chip=make_chip((0, 0, 256, 256), 2.0, valid_gt=range(4))))
+    assert out['gt_bboxes_labels'].tolist() == [0, 1, 2, 3]
+
+
+def test_previous_scale_factor_and_homography_compose():
+    """Issue 13 bug 5: a previous (w, h) scale_factor and homography are
+    composed with the chip's, not replaced."""
+    img = pattern(100, 100)
+    # anisotropic scale, shear and translation: H_old @ C != C @ H_old
+    h_old = np.array([[0.5, 0.1, 3], [0, 2.0, -2], [0, 0, 1]], np.float32)
+    results = make_results(img, chip=make_chip((10, 20, 60, 80), 1.5))
+    results['homography_matrix'] = h_old
+    results['scale_factor'] = (0.5, 2.0)
+    out = SniperChipCrop()(results)
+    chip = np.array([[1.5, 0, -15], [0, 1.5, -30], [0, 0, 1]])
+    np.testing.assert_allclose(
+        out['homography_matrix'], chip @ h_old, rtol=1e-6)
+    assert not np.allclose(chip @ h_old, h_old @ chip)
+    assert out['scale_factor'] == pytest.approx((0.75, 3.0))
+    # a scalar previous factor
+    results = make_results(img, chip=make_chip((10, 20, 60, 80), 1.5))
+    results['scale_factor'] = 0.5
+    assert SniperChipCrop()(results)['scale_factor'] == pytest.approx(
+        (0.75, 0.75))
+
+
+class _SpyBoxes(HorizontalBoxes):
+    """HorizontalBoxes that record which of their operations ran."""
+    calls = []
+
+    def translate_(self, distances):
+        type(self).calls.append('translate_')
+        super().translate_(distances)
+
+    def rescale_(self, scale_factor):
+        type(self).calls.append('rescale_')
+        super().rescale_(scale_factor)
+
+    def clip_(self, img_shape):
+        type(self).calls.append('clip_')
+        super().clip_(img_shape)
+
+
+# A box type that is not axis-aligned (like mmrotate's QuadriBoxes): every
+# abstract operation left out, so using any of them would fail.
+_QuadBoxes = type(
+    'QuadBoxes', (BaseBoxes, ),
+    dict(box_dim=8, **{name: None
+                       for name in BaseBoxes.__abstractmethods__}))
+
+
+def test_box_type_operations_are_used():
+    img = pattern(300, 300)
+    results = make_results(
+        img, chip=make_chip((50, 40, 250, 240), 2.0, valid_gt=[0, 1]))
+    results['gt_bboxes'] = _SpyBoxes(
+        np.array([[60, 50, 100, 90], [200, 200, 290, 290]], np.float32))
+    results['gt_bboxes_labels'] = np.array([0, 1])
+    results['gt_ignore_flags'] = np.array([False, False])
+    _SpyBoxes.calls.clear()
+    out = SniperChipCrop()(results)
+    assert _SpyBoxes.calls == ['translate_', 'rescale_', 'clip_']
+    assert type(out['gt_bboxes']) is _SpyBoxes
+    assert out['gt_bboxes'].tensor.dtype == torch.float32
+    np.testing.assert_allclose(out['gt_bboxes'].numpy(),
+                               [[20, 20, 100, 100], [300, 320, 400, 400]])
+
+
+def test_other_box_types_are_refused():
+    img = pattern(300, 300)
+    results = make_results(
+        img,
+        chip=make_chip((0, 0, 200, 200), 1.0, valid_gt=[0]),
+        img_path='dir/rotated_7.jpg')
+    results['gt_bboxes'] = _QuadBoxes(np.zeros((1, 8), np.float32))
+    results['gt_bboxes_labels'] = np.array([0])
+    with pytest.raises(TypeError) as exc:
+        SniperChipCrop()(results)
+    msg = str(exc.value)
+    assert 'QuadBoxes' in msg and 'HorizontalBoxes' in msg
+    assert 'rotated_7.jpg' in msg and "'gt_bboxes'" in msg
+    # proposals too
+    results = make_results(
+        img,
+        chip=make_chip((0, 0, 200, 200), 1.0),
+        img_path='dir/rotated_7.jpg')
+    results['proposals'] = _QuadBoxes(np.zeros((2, 8), np.float32))
+    with pytest.raises(TypeError, match="'proposals'.*QuadBoxes"):
+        SniperChipCrop()(results)
+    # and anything that is not boxes at all
+    results = make_results(img, chip=make_chip((0, 0, 200, 200), 1.0))
+    results['gt_bboxes'] = [[0, 0, 10, 10]]
+    with pytest.raises(TypeError):
+        SniperChipCrop()(results)
+
+
+def test_proposal_boxes_keep_their_type():
+    img = pattern(300, 400)
+    results = make_results(img, chip=make_chip((100, 100, 300, 200), 2.0))
+    results['proposals'] = HorizontalBoxes(
+        np.array([[110, 110, 150, 150], [0, 0, 50, 50]], np.float32))
+    out = SniperChipCrop()(results)
+    assert type(out['proposals']) is HorizontalBoxes
+    np.testing.assert_allclose(out['proposals'].numpy(), [[20, 20, 100, 100]])

@@ -1,0 +1,153 @@
+"""tools/analysis_tools/{analyze_scales,browse_chips}.py, run as users run
+them (subprocesses from the repo root) on tiny generated COCO data."""
+import json
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import tiny_coco as tc
+
+ANALYZE = tc.TOOLS / 'analysis_tools' / 'analyze_scales.py'
+BROWSE = tc.TOOLS / 'analysis_tools' / 'browse_chips.py'
+
+SNIPER_EXTRA = '''
+sniper_pipeline = [
+    dict(type='LoadSniperChipFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='SniperChipCrop'),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackDetInputs', meta_keys=(
+        'img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor',
+        'flip', 'flip_direction', 'chip_offset', 'chip_scale',
+        'chip_valid_range', 'chip_scale_idx', 'chip_is_negative'))
+]
+train_dataloader = dict(
+    sampler=dict(_delete_=True, type='SniperChipSampler', shuffle=True),
+    dataset=dict(
+        _delete_=True,
+        type='SniperChipDataset',
+        scales={scales!r},
+        valid_ranges={ranges!r},
+        chip_size={chip_size},
+        dataset=dict(
+            type='CocoDataset', data_root=data_root, metainfo=metainfo,
+            ann_file='annotations/tiny.json', data_prefix=dict(img='images/'),
+            filter_cfg=dict(filter_empty_gt=False),
+            pipeline=sniper_pipeline)))
+'''
+
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp('analysis')
+    ann = tc.make_tiny_coco(root / 'data', num_images=3, img_size=256,
+                            sides=(6, 120), boxes_per_image=8)
+    return root, ann
+
+
+def test_analyze_scales_on_a_coco_json(data, tmp_path):
+    _, ann = data
+    res = tc.run_ok([
+        sys.executable, ANALYZE, ann, '--chip-size', '128', '--band', '16',
+        '64', '--out-dir', tmp_path
+    ])
+    out = res.stdout
+    assert 'Object size (sqrt-area, original px) percentiles:' in out
+    assert 'rect' in out and 'frame' in out and '(all)' in out
+    advice = json.loads((tmp_path / 'scale_advice.json').read_text())
+    prop = advice['proposal']
+    assert len(prop['scales']) >= 2
+    assert prop['valid_ranges'][0][0] == -1
+    assert prop['valid_ranges'][-1][1] == -1
+    reports = advice['reports']
+    assert set(reports) == {'proposal', 'reference (default)'}
+    assert reports['proposal']['invalid'] == 0
+    # the reference COCO scales upsample 3x: most of these boxes no longer
+    # fit a 128 px chip
+    assert reports['reference (default)']['invalid_share'] > 0.5
+    assert 'too long for a chip' in out
+    # the printed block is Python and carries the proposal
+    block = advice['config_block']
+    assert block in out
+    scope = {}
+    exec(block, scope)  # noqa: S102 (our own output)
+    assert [list(s) if isinstance(s, tuple) else s
+            for s in scope['sniper_scales']] == prop['scales']
+    assert scope['train_dataloader']['dataset']['chip_size'] == 128
+    img = cv2.imread(str(tmp_path / 'scale_histogram.png'))
+    # two panels (proposal, current), 8 x 5.5 inches at 80 dpi
+    assert img is not None and img.shape[:2] == (440, 640)
+    assert img.std() > 10
+
+
+def test_analyze_scales_on_a_config_uses_its_settings(data, tmp_path):
+    root, _ = data
+    cfg = tc.write_tiny_config(
+        tmp_path / 'cfg.py', root / 'data',
+        extra=SNIPER_EXTRA.format(scales=[1.0, 0.5],
+                                  ranges=[(-1, 40), (30, -1)],
+                                  chip_size=128))
+    res = tc.run_ok([sys.executable, ANALYZE, cfg])
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith('config ')]
+    assert len(lines) == 1
+    assert '[1, 0.5]' in lines[0] and '[(-1, 40), (30, -1)]' in lines[0]
+    assert 'chip 128, stride 32' in res.stdout
+
+
+def test_browse_chips_writes_one_png_per_image_and_chip(data, tmp_path):
+    root, _ = data
+    chip = 128
+    cfg = tc.write_tiny_config(
+        tmp_path / 'cfg.py', root / 'data',
+        extra=SNIPER_EXTRA.format(scales=[2.0, 1.0],
+                                  ranges=[(-1, 40), (30, -1)],
+                                  chip_size=chip))
+    out_dir = tmp_path / 'browse'
+    res = tc.run_ok([
+        sys.executable, BROWSE, cfg, '--out-dir', out_dir, '--images', '2'
+    ])
+    files = sorted(p.name for p in out_dir.iterdir())
+    assert len(files) == len(set(files))
+    wholes = [f for f in files if f.endswith('_image.png')]
+    chips = [f for f in files if '_s' in f and '_c' in f]
+    assert wholes == ['000001_i0_image.png', '000002_i1_image.png']
+    assert len(chips) + len(wholes) == len(files)
+    assert f'wrote {len(files)} images' in res.stdout
+    # both scales have chips; 256 px images at 2x need several 128 px chips
+    assert any('_s0_c001' in f for f in chips)
+    assert any('_s1_c000' in f for f in chips)
+    for name in files:
+        img = cv2.imread(str(out_dir / name))
+        assert img is not None, name
+        if name in wholes:
+            assert img.shape[:2] == (256, 256)
+        else:
+            assert img.shape[:2] == (chip, chip)
+        assert img.std() > 5, name
+    # the whole image shows chips in the scale colours (BGR of (0, 160, 255)
+    # for scale 0)
+    whole = cv2.imread(str(out_dir / wholes[0]))
+    assert (np.abs(whole.astype(int) - (255, 160, 0)).sum(axis=2)
+            < 60).sum() > 50
+
+
+def test_browse_chips_by_image_id_and_bad_config(data, tmp_path):
+    root, _ = data
+    cfg = tc.write_tiny_config(
+        tmp_path / 'cfg.py', root / 'data',
+        extra=SNIPER_EXTRA.format(scales=[1.0], ranges=[(-1, -1)],
+                                  chip_size=256))
+    out_dir = tmp_path / 'browse'
+    tc.run_ok([
+        sys.executable, BROWSE, cfg, '--out-dir', out_dir, '--image-ids', '3',
+        '--no-chips'
+    ])
+    assert sorted(p.name for p in out_dir.iterdir()) == ['000003_i2_image.png']
+    res = tc.run([
+        sys.executable, BROWSE, cfg, '--out-dir', out_dir, '--image-ids', '99'
+    ])
+    assert res.returncode != 0 and 'no image with img_id' in res.output
+    plain = tc.write_tiny_config(tmp_path / 'plain.py', root / 'data')
+    res = tc.run([sys.executable, BROWSE, plain, '--out-dir', out_dir])
+    assert res.returncode != 0 and 'not a SniperChipDataset' in res.output
