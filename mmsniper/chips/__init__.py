@@ -5,13 +5,14 @@ Scales and valid ranges (:mod:`.scales`), the candidate chip grid
 (:mod:`.geometry`), greedy cover and assignment (:mod:`.cover`), the fast
 cover of a grid (:mod:`.grid_cover`), positive chips (:mod:`.positive`) and
 negative chips mined from proposals (:mod:`.negative`), settings checks
-and per-box validity (:mod:`.settings`) and the scale advisor
-(:mod:`.advisor`).
+and per-box validity (:mod:`.settings`), the scale advisor
+(:mod:`.advisor`) and AutoFocus labels and FocusChips (:mod:`.focus`).
 """
 from .advisor import (DEFAULT_BAND, ScaleProposal, SettingsReport,
                       evaluate_settings, propose_scales, resize_pixels,
                       size_percentiles)
 from .cover import assign_boxes_to_chips, greedy_cover
+from .focus import focus_pixel_labels, generate_focus_chips
 from .geometry import (FIT_TOLERANCE, candidate_chip_origins, candidate_chips,
                        check_bboxes, clip_bboxes, containment_matrix)
 from .grid_cover import grid_greedy_cover
@@ -38,5 +39,6 @@ __all__ = [
     'containment_matrix', 'FIT_TOLERANCE', 'MIN_BOX_SIDE',
     'check_chip_settings', 'GtValidity', 'gt_scale_validity',
     'image_scale_factors', 'DEFAULT_BAND', 'ScaleProposal', 'propose_scales',
-    'size_percentiles', 'resize_pixels', 'SettingsReport', 'evaluate_settings'
+    'size_percentiles', 'resize_pixels', 'SettingsReport', 'evaluate_settings',
+    'focus_pixel_labels', 'generate_focus_chips'
 ]
