@@ -15,9 +15,11 @@ from .negative import (generate_negative_chips, generate_negative_scale_chips,
 from .positive import (MIN_BOX_SIDE, ScaleChips, chip_driving_mask,
                        generate_multiscale_chips, generate_positive_chips,
                        generate_scale_chips)
-from .scales import (box_sqrt_areas, compute_scale_factor,
+from .scales import (LOWER_BOUND_SCALES, box_sqrt_areas,
+                     check_lower_bound_scales, compute_scale_factor,
                      compute_scale_factors, in_valid_range,
-                     normalize_valid_range, normalize_valid_ranges)
+                     normalize_valid_range, normalize_valid_ranges,
+                     validity_ranges)
 
 __all__ = [
     'compute_scale_factor', 'compute_scale_factors', 'box_sqrt_areas',
@@ -28,5 +30,6 @@ __all__ = [
     'generate_positive_chips', 'generate_negative_chips',
     'generate_negative_scale_chips', 'negative_proposal_mask', 'check_bboxes',
     'clip_bboxes',
-    'containment_matrix', 'FIT_TOLERANCE', 'MIN_BOX_SIDE'
+    'containment_matrix', 'FIT_TOLERANCE', 'MIN_BOX_SIDE',
+    'LOWER_BOUND_SCALES', 'check_lower_bound_scales', 'validity_ranges'
 ]

@@ -68,7 +68,7 @@ def build(tmp_path, props, **kwargs):
 
 def test_negatives_are_mined_away_from_positive_chips(tmp_path, data):
     ds = build(tmp_path, data)
-    neg = ds._neg_table
+    neg = ds.negative_table()
     assert len(neg) > 0 and neg.is_negative.all()
     assert set(neg.img_idx.tolist()) == {0, 1, 2}
     pos = ds.chip_table(0)
@@ -85,7 +85,7 @@ def test_negatives_are_mined_away_from_positive_chips(tmp_path, data):
 
 def test_each_epoch_draws_k_negatives_per_image(tmp_path, data):
     ds = build(tmp_path, data, num_neg_chips_per_image=2)
-    neg_per_image = np.bincount(ds._neg_table.img_idx, minlength=3)
+    neg_per_image = np.bincount(ds.negative_table().img_idx, minlength=3)
     assert (neg_per_image > 2).any(), 'the draw must have a choice'
     draws = []
     for epoch in range(4):
@@ -120,7 +120,7 @@ def test_gt_inside_a_negative_chip_is_valid_there(tmp_path):
                             cluster(520, 420, 60, rng)])
     path = write_proposals(osp.join(tmp_path, 'p.pkl'), [('a.jpg', props)])
     ds = build(tmp_path, path)
-    neg = ds._neg_table
+    neg = ds.negative_table()
     for row in range(len(neg)):
         x1, y1, x2, y2 = neg.boxes[row]
         inside = x1 <= 440 and y1 <= 340 and x2 >= 460 and y2 >= 360
