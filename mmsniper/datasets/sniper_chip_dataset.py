@@ -374,6 +374,8 @@ class SniperChipDataset:
 
         Without stride jitter the positive chips are the same every epoch.
         """
+        if self._image_gt is None:
+            self.full_init()
         positives = self._positive_table(epoch, seed)
         if not self.neg_proposals or not self.num_neg_chips_per_image:
             return positives
@@ -431,6 +433,8 @@ class SniperChipDataset:
         """
         if not self.neg_proposals:
             return ChipTable.empty()
+        if self._image_gt is None:
+            self.full_init()
         key = ('negative', ) + self._epoch_key(epoch, seed)
         if key not in self._tables:
             positives = self._positive_table(epoch, seed)
@@ -587,6 +591,8 @@ class SniperChipDataset:
         """The wrapped ``data_info`` of a chip, with its ``sniper_chip``."""
         if self.test_mode:
             return self.dataset.get_data_info(idx)
+        if not self._fully_initialized:
+            self.full_init()
         chip = self._resolve(idx)
         info = self.dataset.get_data_info(chip.img_idx)
         info['sniper_chip'] = dict(
@@ -626,4 +632,5 @@ class SniperChipDataset:
                 f'{self.dataset.__class__.__name__}, scales={self.scales}, '
                 f'valid_ranges={self.valid_ranges}, '
                 f'chip_size={self.chip_size}, stride={self.stride}, '
-                f'stride_jitter={self.stride_jitter})')
+                f'stride_jitter={self.stride_jitter}, '
+                f'lower_bound_scales={self.lower_bound_scales!r})')
