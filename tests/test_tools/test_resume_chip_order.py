@@ -17,7 +17,7 @@ HOOK_MODULE = '''\
 import json
 import os
 
-from mmengine.dist import get_rank
+from mmengine.dist import barrier, get_rank
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
@@ -43,6 +43,7 @@ class ChipOrderHook(Hook):
                     round(meta['chip_scale'], 5)
                 ]) + '\\n')
         if self.kill_at is not None and runner.iter + 1 == self.kill_at:
+            barrier()  # rank 0 has written the checkpoint
             os._exit(self.kill_code)  # as abrupt as a kill
 '''
 
