@@ -647,10 +647,17 @@ def test_reference_coco_setup_is_plausible():
     dense = generate_negative_chips(
         np.concatenate([spread, cluster]), pos_chips, image_size, COCO_SCALES,
         COCO_TRAIN_RANGES)
-    assert len(sparse[0]) == 0 and len(dense[0]) >= 1
-    assert any(
-        all(contains(chip, box) for box in cluster) for chip in dense[0])
-    assert len(sparse[1]) >= 1
+    assert [len(chips) for chips in sparse] == [0, 11, 1]
+    assert [len(chips) for chips in dense] == [1, 11, 1]
+    assert all(contains(dense[0][0], box) for box in cluster)
+    # the brute-force rule gives the same chips
+    factors = compute_scale_factors(COCO_SCALES, image_size)
+    for k, (factor, valid_range, threshold) in enumerate(
+            zip(factors, COCO_TRAIN_RANGES, (25, 10, 10))):
+        expected, _, _ = recompute_scale(spread, pos_chips[k], image_size,
+                                         factor, valid_range, 512, 32,
+                                         threshold)
+        np.testing.assert_allclose(sparse[k], expected, atol=1e-6)
     # coarsest: the whole image (long side 512) is the only chip
     factor = compute_scale_factor(COCO_SCALES[2], image_size)
     assert factor * 2000 == pytest.approx(512)
