@@ -428,8 +428,9 @@ class SniperChipDataset:
         """Every negative chip mined for ``epoch``, before the per-image
         draw: mined against that epoch's positive chips, on its stride.
 
-        Without stride jitter the mining runs once; with it, once per epoch
-        (cached for the last epochs).
+        Without stride jitter the mining runs once and the proposals are
+        then released; with it, once per epoch (cached for the last epochs),
+        the proposals staying in memory as flat arrays.
         """
         if not self.neg_proposals:
             return ChipTable.empty()
@@ -445,6 +446,10 @@ class SniperChipDataset:
                     f'SniperChipDataset: epoch {epoch}, stride {stride}: '
                     f'{len(table)} negative chips mined', logger='current')
             self._cache(key, table)
+            if self.stride_jitter is None:
+                # Mined once for good (a pinned cache entry): free the
+                # proposals.
+                self._proposals = None
         return self._tables[key]
 
     def _mine_negatives(self, positives: ChipTable,
