@@ -20,9 +20,11 @@ from .negative import (generate_negative_chips, generate_negative_scale_chips,
 from .positive import (MIN_BOX_SIDE, ScaleChips, chip_driving_mask,
                        generate_multiscale_chips, generate_positive_chips,
                        generate_scale_chips)
-from .scales import (box_sqrt_areas, compute_scale_factor,
+from .scales import (LOWER_BOUND_SCALES, box_sqrt_areas,
+                     check_lower_bound_scales, compute_scale_factor,
                      compute_scale_factors, in_valid_range,
-                     normalize_valid_range, normalize_valid_ranges)
+                     normalize_valid_range, normalize_valid_ranges,
+                     validity_ranges)
 from .settings import (GtValidity, check_chip_settings, gt_scale_validity,
                        image_scale_factors)
 
@@ -38,5 +40,6 @@ __all__ = [
     'containment_matrix', 'FIT_TOLERANCE', 'MIN_BOX_SIDE',
     'check_chip_settings', 'GtValidity', 'gt_scale_validity',
     'image_scale_factors', 'DEFAULT_BAND', 'ScaleProposal', 'propose_scales',
-    'size_percentiles', 'resize_pixels', 'SettingsReport', 'evaluate_settings'
+    'size_percentiles', 'resize_pixels', 'SettingsReport', 'evaluate_settings',
+    'LOWER_BOUND_SCALES', 'check_lower_bound_scales', 'validity_ranges'
 ]
