@@ -30,7 +30,10 @@ file name alone when that file name is unique in the dataset (a file name
 shared by several images is never matched by itself). Backslashes count as
 path separators. An image claimed by an id / path / key match is not given
 to a file-name-only match; a second entry for an image already claimed is
-ignored and counted as a duplicate.
+ignored and counted as a duplicate. An entry whose img_id is unknown to the
+dataset is matched by its whole path or key only (counted as ``id_unknown``),
+never by its bare file name; a file none of whose img_ids is known raises
+(another dataset's file?) unless ``ignore_ids=True``.
 
 Pickles are read with a restricted unpickler (:func:`safe_pickle_load`):
 it rebuilds only plain containers, numbers, strings, numpy arrays / dtypes /
@@ -795,24 +798,31 @@ class _Index:
         return hit, _BY_BASENAME
 
 
-def _match(entries: _Entries, index: _Index, num_images: int, stats: _Stats):
+def _match(entries: _Entries, index: _Index, num_images: int, stats: _Stats,
+           path: str):
     """-> (src (I,) entry of each row or -1, uses (J,), matched_by, counts)."""
     matched_by = dict.fromkeys(_MATCH_NAMES, 0)
     counts = dict(
         unknown_entries=0,
         ambiguous_entries=0,
         duplicate_entries=0,
-        id_path_mismatch=0)
+        id_path_mismatch=0,
+        id_unknown=0)
     if entries.fmt == 'mmdet2_list':
         matched_by['order'] = num_images
         return (np.arange(num_images, dtype=np.int64),
                 np.ones(num_images, dtype=np.int64), matched_by, counts)
     resolved = []  # (j, rows, kind)
+    with_ids = known_ids = 0
     for j in range(len(entries)):
         rows, kind = None, None
         img_id, norm = entries.ids[j], entries.paths[j]
+        id_unknown = False
         if img_id is not None:
+            with_ids += 1
             rows, kind = index.by_id(img_id), _BY_ID
+            id_unknown = rows is None
+            known_ids += not id_unknown
             if rows == 'ambiguous':  # one id, several images: try the path
                 rows = None
             elif rows is not None and norm is not None:
@@ -827,6 +837,17 @@ def _match(entries: _Entries, index: _Index, num_images: int, stats: _Stats):
                         f'{p0} in the dataset')
         if rows is None and norm is not None:
             rows, kind = index.by_path(norm)
+            if id_unknown and rows is not None:
+                if kind == _BY_BASENAME:
+                    # a foreign id and a bare file name in common: nothing
+                    # says it is this dataset's image
+                    rows = None
+                else:
+                    counts['id_unknown'] += 1
+                    stats.example(
+                        'unknown id',
+                        f'{entries.names[j]} has img_id={img_id!r}, unknown '
+                        f'to the dataset; matched by its path')
         if rows == 'ambiguous':
             counts['ambiguous_entries'] += 1
             stats.example(
@@ -838,6 +859,15 @@ def _match(entries: _Entries, index: _Index, num_images: int, stats: _Stats):
         else:
             resolved.append(
                 (j, [rows] if isinstance(rows, int) else rows, kind))
+    if with_ids and not known_ids:
+        raise ProposalFileError(
+            f'{path}: none of the {with_ids} img_ids of its entries is an '
+            f'img_id of the dataset (e.g. {entries.names[0]} has img_id='
+            f'{entries.ids[0]!r}; the dataset has e.g. '
+            f'{_image_name(index.infos[0], 0)}): a proposal file of another '
+            f'dataset, or of the same images with other ids? Pass '
+            f'ignore_ids=True (neg_proposals=dict(file=..., ignore_ids=True)) '
+            f'to match by path only')
     # exact matches claim images before file-name-only matches
     resolved.sort(key=lambda t: t[2] == _BY_BASENAME)
     src = [-1] * num_images
@@ -1049,7 +1079,10 @@ def summarize(report: dict) -> str:
                              ('duplicate_entries',
                               'duplicate entries ignored'),
                              ('id_path_mismatch',
-                              'entries whose img_id and path disagree'))]
+                              'entries whose img_id and path disagree'),
+                             ('id_unknown',
+                              'entries with an unknown img_id matched by '
+                              'path'))]
     if any(c for c, _ in extra):
         text += '; ' + ', '.join(f'{c} {w}' for c, w in extra if c)
     by = {k: v for k, v in r.get('matched_by', {}).items() if v}
@@ -1071,7 +1104,8 @@ def load_proposals(
         fmt: str = 'auto',
         logger: Union[logging.Logger, str, None] = 'current',
         backend_args: Optional[dict] = None,
-        trust: bool = False) -> Tuple[ProposalSet, dict]:
+        trust: bool = False,
+        ignore_ids: bool = False) -> Tuple[ProposalSet, dict]:
     """Read a proposal file and align it with ``data_infos``.
 
     Args:
@@ -1092,6 +1126,10 @@ def load_proposals(
         trust (bool): Unpickle a pickle fully (``pickle.load``; it may run
             code) instead of with the restricted unpickler. Only for files
             you made yourself. Defaults to False.
+        ignore_ids (bool): Match entries by path only, ignoring the file's
+            img_ids (the same images with renumbered ids). Defaults to
+            False: an entry's img_id is matched first, and a file none of
+            whose img_ids is known to the dataset raises.
 
     Returns:
         tuple[ProposalSet, dict]: The proposals (one CSR row per entry of
@@ -1100,8 +1138,10 @@ def load_proposals(
         ``dropped_nan``, ``dropped_inverted``, ``dropped_outside``,
         ``clipped``, ``dropped_low_score``, ``dropped_over_max``,
         ``unknown_entries``, ``ambiguous_entries``, ``duplicate_entries``,
-        ``id_path_mismatch``, ``entries``, ``proposals_in_file``,
-        ``matched_by``, ``format``, ``file`` and ``examples``.
+        ``id_path_mismatch``, ``id_unknown``, ``entries``,
+        ``proposals_in_file``, ``matched_by``, ``format``, ``file`` and
+        ``examples``; plus ``extraction`` (checkpoint hash and settings)
+        for ``tools/extract_proposals.py`` output.
     """
     if on_missing not in ('skip', 'error'):
         raise ValueError(f'on_missing must be "skip" or "error", got '
@@ -1143,8 +1183,13 @@ def load_proposals(
         sizes[j] = len(b)
         del payload
 
+    if ignore_ids:
+        if entries.fmt == 'coco_json':
+            raise ValueError(f'ignore_ids=True cannot be used with {path}: '
+                             f'COCO result json is matched by image_id only')
+        entries.ids = [None] * len(entries)
     src, uses, matched_by, match_counts = _match(entries, _Index(data_infos),
-                                                 num_images, stats)
+                                                 num_images, stats, path)
     if not uses.any():
         raise ProposalFileError(
             f'no entry of {path} ({num_entries} entries, e.g. '
@@ -1231,7 +1276,8 @@ def load_proposals(
     problems = (
         report['images_missing'] or report['unknown_entries']
         or report['ambiguous_entries'] or report['duplicate_entries']
-        or report['id_path_mismatch'] or report['dropped_nan']
+        or report['id_path_mismatch'] or report['id_unknown']
+        or report['dropped_nan']
         or report['dropped_inverted'] or report['dropped_outside'])
     print_log(
         summarize(report),
