@@ -18,12 +18,15 @@ second. It still makes every use of mmsniper from mmdet work:
   torch once torch and mmengine are imported, so mmdet's own loaders read
   checkpoints written by ``tools/train.py``;
 - ``mmsniper::`` is added to mmengine's table of config packages once
-  ``mmengine.config`` is imported.
+  ``mmengine.config`` is imported, and mmengine looks for mmsniper's
+  ``.mim/configs`` beside the imported package when the installed location
+  it computes has none (a PEP 660 editable install, ``pip install -e``).
 
 ``mmsniper.datasets``, ``mmsniper.models`` and ``mmsniper.utils`` are
 imported on first attribute access (or ``import mmsniper.models``).
 """
 import importlib
+import os
 
 from ._hooks import when_imported
 from .version import __version__, version_info
@@ -55,6 +58,34 @@ def _add_config_package(config_utils) -> None:
     config_utils.MODULE2PACKAGE.setdefault('mmsniper', 'mmsniper')
 
 
+def _mim_aware_installed_path(config_module) -> None:
+    """Wrap ``get_installed_path`` as ``mmengine.config.config`` uses it.
+
+    mmengine takes a package's configs from ``<dist location>/mmsniper/
+    .mim``. For a PEP 660 editable install the dist location is
+    site-packages, which holds no ``mmsniper`` folder, so ``mmsniper::``
+    failed although ``setup.py`` linked ``.mim`` into the source tree. Only
+    for ``mmsniper``, and only when mmengine's answer has no ``.mim``, the
+    folder of the imported package is used if it has one.
+    """
+    original = config_module.get_installed_path
+    if getattr(original, '_mmsniper', False):
+        return
+
+    def get_installed_path(package: str) -> str:
+        path = original(package)
+        if package == 'mmsniper' and not os.path.isdir(
+                os.path.join(path, '.mim')):
+            here = os.path.dirname(os.path.abspath(__file__))
+            if os.path.isdir(os.path.join(here, '.mim')):
+                return here
+        return path
+
+    get_installed_path._mmsniper = True
+    get_installed_path.__wrapped__ = original
+    config_module.get_installed_path = get_installed_path
+
+
 def __getattr__(name):
     if name in _SUBMODULES:
         return importlib.import_module(f'{__name__}.{name}')
@@ -65,6 +96,7 @@ def _install() -> None:
     from . import _safe_globals
     _safe_globals.install()
     when_imported('mmengine.config.utils', _add_config_package)
+    when_imported('mmengine.config.config', _mim_aware_installed_path)
     when_imported('mmdet.registry', _register_lazily)
 
 

@@ -115,3 +115,65 @@ def test_unknown_attribute_is_an_attribute_error(name):
     assert getattr(mmsniper, name).__name__ == f'mmsniper.{name}'
     with pytest.raises(AttributeError):
         mmsniper.no_such_thing
+
+
+def _fake_editable_install(tmp_path):
+    """What ``pip install -e .`` (PEP 660) leaves: a dist-info and a .pth in
+    site-packages, the package in the source tree with setup.py's ``.mim``
+    links (here a copy of the package and a link to configs/)."""
+    import shutil
+    site = tmp_path / 'site'
+    src = tmp_path / 'src'
+    dist = site / 'mmsniper-0.1.0.dist-info'
+    dist.mkdir(parents=True)
+    (dist / 'METADATA').write_text(
+        'Metadata-Version: 2.1\nName: mmsniper\nVersion: 0.1.0\n')
+    (dist / 'top_level.txt').write_text('mmsniper\n')
+    (site / '__editable__.mmsniper-0.1.0.pth').write_text(f'{src}\n')
+    shutil.copytree(
+        os.path.join(ROOT, 'mmsniper'),
+        src / 'mmsniper',
+        ignore=shutil.ignore_patterns('__pycache__', '.mim'))
+    (src / 'mmsniper' / '.mim').mkdir()
+    for name in ('configs', 'model-index.yml'):
+        (src / 'mmsniper' / '.mim' / name).symlink_to(os.path.join(ROOT, name))
+    return site, src
+
+
+def test_mmsniper_config_paths(tmp_path):
+    """``_base_ = 'mmsniper::...'``: (1) with a PEP 660 editable install
+    and ``import mmsniper`` first (our tools), it resolves to the source
+    tree's .mim (mmengine alone looks in site-packages/mmsniper, which an
+    editable install does not have); (2) with only ``custom_imports`` (mmdet's
+    tools) it cannot work: mmengine resolves ``_base_`` before it runs
+    ``custom_imports``."""
+    site, src = _fake_editable_install(tmp_path)
+    child = tmp_path / 'child.py'
+    child.write_text(
+        "_base_ = 'mmsniper::sniper/rpn_r18-slim_fpn_sniper-demo_synthetic"
+        ".py'\ncustom_imports = dict(imports=['mmsniper'])\n")
+    out = _run(f'''
+        import os, site, sys
+        sys.path[:] = [p for p in sys.path
+                       if p not in ('', os.getcwd(), {ROOT!r})]
+        site.addsitedir({str(site)!r})
+        sys.path.insert(0, {str(src)!r})  # as the editable finder would
+        sys.path.insert(0, {str(site)!r})  # this dist-info comes first
+        from mmengine.config import Config
+        try:
+            Config.fromfile({str(child)!r})
+        except AssertionError as e:
+            print('WITHOUT IMPORT:', e)
+        import mmsniper
+        print('FROM', mmsniper.__file__)
+        import mmengine.config.config as cc
+        print('MMENGINE ALONE', cc.get_installed_path.__wrapped__('mmsniper'))
+        cfg = Config.fromfile({str(child)!r})
+        print('MODEL', cfg.model.type, cfg.train_dataloader.dataset.type)
+    ''')
+    assert f'FROM {src}' in out, out
+    assert 'WITHOUT IMPORT: mmengine does not support to load mmsniper ' \
+        'config' in out, out
+    assert f'MMENGINE ALONE {site}/mmsniper' in out, out
+    assert not (site / 'mmsniper').exists()
+    assert 'MODEL RPN SniperChipDataset' in out, out
