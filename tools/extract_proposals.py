@@ -11,7 +11,8 @@ original-image pixels, concatenates the scales and applies NMS
     python tools/extract_proposals.py CONFIG CHECKPOINT --out FILE.pkl
         [--split {train,val,test}] [--scales S [S ...]] [--topk 300]
         [--nms-thr 0.7] [--nms-pre N] [--from-detections [--score-thr T]]
-        [--chunk-size 200] [--resume] [--keep-parts | --remove-parts]
+        [--chunk-size 200] [--resume [--force]] [--trust-parts]
+        [--keep-parts | --remove-parts]
         [--num-workers 2] [--device DEV] [--cfg-options ...]
         [--launcher {none,pytorch,slurm,mpi}] [--trust-checkpoint-dir DIR]
 

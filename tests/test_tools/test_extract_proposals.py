@@ -239,6 +239,8 @@ def test_scale_parsing_and_keys():
         'train2017/000001.jpg'
     with pytest.raises(SystemExit):
         tool.parse_args(['c.py', 'k.pth', '--out', 'o.json'])
+    with pytest.raises(SystemExit):  # --force only with --resume
+        tool.parse_args(['c.py', 'k.pth', '--out', 'o.pkl', '--force'])
 
 
 def test_train_with_negatives_usage():
