@@ -11,7 +11,8 @@ original-image pixels, concatenates the scales and applies NMS
     python tools/extract_proposals.py CONFIG CHECKPOINT --out FILE.pkl
         [--split {train,val,test}] [--scales S [S ...]] [--topk 300]
         [--nms-thr 0.7] [--nms-pre N] [--from-detections [--score-thr T]]
-        [--chunk-size 200] [--resume] [--keep-parts | --remove-parts]
+        [--chunk-size 200] [--resume [--force]] [--trust-parts]
+        [--keep-parts | --remove-parts]
         [--num-workers 2] [--device DEV] [--cfg-options ...]
         [--launcher {none,pytorch,slurm,mpi}] [--trust-checkpoint-dir DIR]
 
@@ -30,7 +31,13 @@ same merge.
 Output: one pickle (``mmengine.dump``) of a dict keyed by
 ``<parent dir>/<file name>`` of each image path (the key of mmdet's
 ``DumpProposals``) -> ``dict(bboxes=float32 (N, 4) xyxy in original px,
-scores=float32 (N,), img_id=int)``, sorted by score.
+scores=float32 (N,), img_id=int)``, sorted by score, plus one entry
+``'__mmsniper_meta__'`` -> ``dict(settings=..., info=...)``: the sha256 of
+the checkpoint file and every setting that shapes the proposals (mode,
+split, scales, topk, NMS thresholds, nms_pre, max_per_img, score_thr, a
+hash of the config's ``model``). It holds only dicts, strings, numbers and
+numpy arrays, so :func:`mmsniper.datasets.load_proposals` reads it with its
+restricted unpickler (and skips the meta entry).
 
 Large datasets: several processes (``tools/dist_extract_proposals.sh``,
 ``--launcher pytorch``; gloo on CPU) each handle a disjoint share of the
@@ -38,10 +45,18 @@ images. Every process writes its finished images in chunks of
 ``--chunk-size`` images to ``FILE.pkl.parts/`` (atomically, via rename);
 ``--resume`` skips the images already there (the process count may change
 between runs), so an interrupted run loses at most one chunk per process.
+Every part file carries the same meta entry as the output; ``--resume``
+reuses only parts (and an existing ``FILE.pkl``) whose settings and
+checkpoint hash equal this run's, and refuses to run, naming what differs,
+when any other is there (a new checkpoint, other ``--scales``...);
+``--resume --force`` deletes those and computes their images again.
 Finally rank 0 merges the parts into ``FILE.pkl``. The parts are kept
 (``--remove-parts`` deletes them): a later ``--resume`` run on a grown
 dataset computes only the new images. Without ``--resume`` an existing
-parts folder is emptied first.
+parts folder is emptied first. Part files and an existing output are read
+with the restricted unpickler of :mod:`mmsniper.datasets.proposals` (a
+file asking for any other global stops the run); ``--trust-parts`` reads
+them with plain ``pickle.load``.
 
 CHECKPOINT is named on the command line, so it is trusted (see
 :mod:`mmsniper.utils.checkpoint`). Runs from a source checkout without
@@ -49,6 +64,8 @@ installing mmsniper.
 """
 import argparse
 import glob
+import hashlib
+import json
 import logging
 import os
 import os.path as osp
@@ -78,7 +95,8 @@ from mmengine.utils import ProgressBar  # noqa: E402
 import mmsniper  # noqa: E402,F401  (registers mmsniper's components)
 from mmsniper import utils as sniper_utils  # noqa: E402
 from mmsniper.chips import compute_scale_factor  # noqa: E402
-from mmsniper.datasets.proposals import proposal_key  # noqa: E402
+from mmsniper.datasets.proposals import (  # noqa: E402
+    META_KEY, ProposalFileError, proposal_key, safe_pickle_load)
 
 #: Reference test scales (SNIPER_SPEC.md section 6), finest first.
 REFERENCE_PROPOSAL_SCALES = ((1400, 2000), (800, 1280), (480, 512))
@@ -87,6 +105,8 @@ PART_SUFFIX = '.pkl'
 MAX_RPN_CANDIDATES = 100000
 META_KEYS = ('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')
 LOGGER_NAME = 'mmsniper_extract_proposals'
+#: Version of the meta entry; part files of another version are stale.
+META_VERSION = 1
 
 
 # ---------------------------------------------------------------------------
@@ -184,7 +204,20 @@ def parse_args(argv=None):
         '--resume',
         action='store_true',
         help='skip the images already in OUT.parts/ (from an interrupted or '
-        'earlier run)')
+        'earlier run) if those parts were made with the same checkpoint '
+        '(sha256) and settings; refuse to run if other parts are there')
+    parser.add_argument(
+        '--force',
+        action='store_true',
+        help='with --resume: delete part files (and an existing OUT) made '
+        'with another checkpoint or other settings and compute their images '
+        'again, instead of refusing')
+    parser.add_argument(
+        '--trust-parts',
+        action='store_true',
+        help='read OUT.parts/ files and an existing OUT with plain '
+        'pickle.load (may run code from them) instead of the restricted '
+        'unpickler; only for files you made yourself')
     parts = parser.add_mutually_exclusive_group()
     parts.add_argument(
         '--remove-parts',
@@ -214,6 +247,9 @@ def parse_args(argv=None):
         parser.error('--nms-thr must be in (0, 1]')
     if args.chunk_size <= 0:
         parser.error('--chunk-size must be positive')
+    if args.force and not args.resume:
+        parser.error('--force only makes sense with --resume (without '
+                     '--resume earlier parts are always removed)')
     return parser, args
 
 
@@ -411,57 +447,176 @@ def list_parts(folder):
     return sorted(glob.glob(osp.join(folder, 'part-*' + PART_SUFFIX)))
 
 
-def write_part(folder, rank, token, index, results):
+def file_sha256(path, block=1 << 20):
+    """sha256 hex digest of a file, read in blocks (any size)."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(block), b''):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _scale_setting(scale):
+    return list(scale) if isinstance(scale, (list, tuple)) else scale
+
+
+def run_meta(cfg, args, scales, checkpoint_sha256):
+    """The meta entry of this run: ``settings`` (compared on resume) and
+    ``info`` (for people, not compared)."""
+    model_text = json.dumps(
+        cfg.model.to_dict() if hasattr(cfg.model, 'to_dict') else cfg.model,
+        sort_keys=True,
+        default=repr)
+    settings = dict(
+        version=META_VERSION,
+        mode='detections' if args.from_detections else 'rpn',
+        split=args.split,
+        scales=[_scale_setting(s) for s in scales],
+        topk=args.topk,
+        nms_thr=args.nms_thr,
+        nms_pre=args.nms_pre,
+        max_per_img=args.max_per_img,
+        score_thr=args.score_thr if args.from_detections else None,
+        model_cfg_sha256=hashlib.sha256(model_text.encode()).hexdigest(),
+        checkpoint_sha256=checkpoint_sha256)
+    info = dict(
+        checkpoint=osp.abspath(args.checkpoint),
+        config=osp.abspath(args.config),
+        tool='mmsniper tools/extract_proposals.py',
+        mmsniper_version=mmsniper.__version__)
+    # json round trip: tuples -> lists, as a reloaded file holds them
+    return json.loads(json.dumps(dict(settings=settings, info=info)))
+
+
+def settings_diff(theirs, ours):
+    """``'name: theirs -> ours'`` for every setting that differs."""
+    if not isinstance(theirs, dict):
+        return ['no settings recorded (a part file of an older version)']
+    diff = []
+    for name in sorted(set(theirs) | set(ours)):
+        a, b = theirs.get(name), ours.get(name)
+        if a != b:
+            diff.append(f'{name}: {a!r} there, {b!r} now')
+    return diff
+
+
+def load_pickle(path, args):
+    """A part file or an earlier output, read safely unless trusted."""
+    with open(path, 'rb') as f:
+        data = safe_pickle_load(
+            f, path, trust=args.trust_parts, trust_hint='--trust-parts')
+    if not isinstance(data, dict):
+        raise ProposalFileError(f'{path} is not a dict of proposals')
+    return data
+
+
+def split_meta(data):
+    """``(settings or None, proposals dict)`` of a loaded part / output."""
+    meta = data.pop(META_KEY, None)
+    settings = meta.get('settings') if isinstance(meta, dict) else None
+    return settings, data
+
+
+def write_part(folder, rank, token, index, results, meta):
     """Atomically write one chunk of finished images."""
     name = f'part-r{rank:03d}-{token}-{index:06d}{PART_SUFFIX}'
     path = osp.join(folder, name)
     tmp = path + '.tmp'
-    mmengine.dump(results, tmp, file_format='pkl')
+    mmengine.dump({META_KEY: meta, **results}, tmp, file_format='pkl')
     os.replace(tmp, path)
     return path
 
 
-def read_part_keys(folder, logger):
-    done = set()
+def scan_parts(folder, args, settings, logger):
+    """-> (keys of matching parts, [(part, differences)] of the others)."""
+    done, stale = set(), []
     for path in list_parts(folder):
         try:
-            done.update(mmengine.load(path, file_format='pkl').keys())
+            theirs, props = split_meta(load_pickle(path, args))
+        except ProposalFileError:
+            raise  # a crafted or foreign file: stop, never skip silently
         except Exception as exc:  # a truncated file: redo its images
             logger.warning(f'ignoring unreadable part file {path}: {exc}')
-    return done
+            continue
+        diff = settings_diff(theirs, settings)
+        if diff:
+            stale.append((path, diff))
+        else:
+            done.update(props)
+    return done, stale
 
 
-def adopt_merged_output(out, folder, done, logger):
+class StaleParts(Exception):
+    """Files of an earlier run with other settings, and no --force."""
+
+
+def refuse_stale(stale, settings, args, logger):
+    """Delete stale files with --force, else raise :class:`StaleParts`
+    naming the differences."""
+    if not stale:
+        return
+    first, diff = stale[0]
+    text = (f'{len(stale)} file(s) of an earlier run were made with another '
+            f'checkpoint or other settings, e.g. {first}: ' + '; '.join(diff))
+    if not args.force:
+        raise StaleParts(
+            f'--resume: {text}. Their '
+            'proposals would be mixed with this run\'s. Pass --resume '
+            '--force to delete them and compute their images again, or run '
+            'without --resume to start over.')
+    logger.warning(f'--force: deleting them and computing their images '
+                   f'again ({text})')
+    for path, _ in stale:
+        os.remove(path)
+
+
+def adopt_merged_output(out, folder, done, args, settings, meta, logger):
     """On resume, images of an existing OUT that no part file holds (e.g.
-    after ``--remove-parts``) become a part file, so they are kept."""
+    after ``--remove-parts``) become a part file, so they are kept, if OUT
+    was made with the same settings."""
     if not osp.isfile(out):
         return 0
     try:
-        previous = mmengine.load(out, file_format='pkl')
+        theirs, previous = split_meta(load_pickle(out, args))
+    except ProposalFileError:
+        raise
     except Exception as exc:
         logger.warning(f'cannot read the existing {out} ({exc}); its images '
                        'are computed again')
         return 0
+    diff = settings_diff(theirs, settings)
+    if diff:
+        refuse_stale([(out, diff)], settings, args, logger)
+        return 0
     extra = {k: v for k, v in previous.items() if k not in done}
     if extra:
-        write_part(folder, 0, f'adopted-{uuid.uuid4().hex[:6]}', 0, extra)
+        write_part(folder, 0, f'adopted-{uuid.uuid4().hex[:6]}', 0, extra,
+                   meta)
         done.update(extra)
         logger.info(f'resume: {len(extra)} images of the existing {out} '
                     'that no part file holds are kept')
     return len(extra)
 
 
-def merge_parts(folder, out, logger):
+def merge_parts(folder, out, args, meta, logger):
     merged = {}
     for path in list_parts(folder):
         try:
-            merged.update(mmengine.load(path, file_format='pkl'))
+            theirs, props = split_meta(load_pickle(path, args))
+        except ProposalFileError:
+            raise
         except Exception as exc:
             logger.warning(f'ignoring unreadable part file {path}: {exc}')
+            continue
+        diff = settings_diff(theirs, meta['settings'])
+        if diff:  # e.g. written meanwhile by another run
+            logger.warning(f'not merging {path}: ' + '; '.join(diff))
+            continue
+        merged.update(props)
     out_dir = osp.dirname(osp.abspath(out))
     os.makedirs(out_dir, exist_ok=True)
     tmp = out + '.tmp'
-    mmengine.dump(merged, tmp, file_format='pkl')
+    mmengine.dump({META_KEY: meta, **merged}, tmp, file_format='pkl')
     os.replace(tmp, out)
     return merged
 
@@ -486,6 +641,39 @@ def resolve_scales(cfg, args):
     if cfg.get('proposal_scales'):
         return [parse_scale(s) for s in cfg.proposal_scales]
     return list(REFERENCE_PROPOSAL_SCALES)
+
+
+def resume_state(cfg, args, scales, keys, folder, logger):
+    """Rank 0: this run's meta, and the images that matching parts hold
+    (after removing or refusing what does not match)."""
+    t0 = time.time()
+    meta = run_meta(cfg, args, scales, file_sha256(args.checkpoint))
+    settings = meta['settings']
+    logger.info(f'checkpoint {args.checkpoint}: sha256 '
+                f'{settings["checkpoint_sha256"]} ({time.time() - t0:.1f}s)')
+    os.makedirs(folder, exist_ok=True)
+    for tmp in glob.glob(osp.join(folder, '*.tmp')):
+        os.remove(tmp)  # an interrupted write
+    done = set()
+    if args.resume:
+        done, stale = scan_parts(folder, args, settings, logger)
+        refuse_stale(stale, settings, args, logger)
+        adopt_merged_output(args.out, folder, done, args, settings, meta,
+                            logger)
+        todo_keys = set(keys) - done
+        logger.info(
+            f'resume: {len(set(keys)) - len(todo_keys)} images skipped '
+            f'(already in {len(list_parts(folder))} part files of {folder} '
+            f'with the same checkpoint and settings), {len(todo_keys)} to do')
+    else:
+        old = list_parts(folder)
+        if old:
+            logger.warning(
+                f'removing {len(old)} part files of an earlier run from '
+                f'{folder} (pass --resume to reuse them)')
+            for path in old:
+                os.remove(path)
+    return dict(meta=meta, done=done, error=None)
 
 
 def main(argv=None):
@@ -524,32 +712,22 @@ def main(argv=None):
         f'at scales {scales}, top {args.topk} per scale, NMS '
         f'{args.nms_thr}; {world_size} process(es); parts in {folder}')
 
-    # which images are done (rank 0 reads, everyone gets the set)
-    done = [set()]
+    # The run's meta and which images are done: rank 0 reads, everyone
+    # gets them (or the error that stops every rank).
+    shared = [dict(meta=None, done=set(), error=None)]
     if rank == 0:
-        os.makedirs(folder, exist_ok=True)
-        for tmp in glob.glob(osp.join(folder, '*.tmp')):
-            os.remove(tmp)  # an interrupted write
-        stale = list_parts(folder)
-        if args.resume:
-            done[0] = read_part_keys(folder, logger)
-            adopted = adopt_merged_output(args.out, folder, done[0], logger)
-            stale = list_parts(folder) if adopted else stale
-            todo_keys = set(keys) - done[0]
-            logger.info(
-                f'resume: {len(set(keys)) - len(todo_keys)} images skipped '
-                f'(already in {len(stale)} part files of {folder}), '
-                f'{len(todo_keys)} to do')
-        elif stale:
-            logger.warning(
-                f'removing {len(stale)} part files of an earlier run from '
-                f'{folder} (pass --resume to reuse them)')
-            for path in stale:
-                os.remove(path)
+        try:
+            shared[0] = resume_state(cfg, args, scales, keys, folder, logger)
+        except (StaleParts, ProposalFileError) as exc:
+            shared[0]['error'] = f'{type(exc).__name__}: {exc}'
     if world_size > 1:
-        broadcast_object_list(done, src=0)
+        broadcast_object_list(shared, src=0)
         barrier()  # stale parts are gone before anyone writes
-    done = done[0]
+    if shared[0]['error']:
+        raise SystemExit(
+            f'tools/extract_proposals.py: error: {shared[0]["error"]}'
+            if rank == 0 else 2)
+    meta, done = shared[0]['meta'], shared[0]['done']
     seen, todo = set(done), []
     for img in images:
         if img[0] not in seen:
@@ -571,13 +749,13 @@ def main(argv=None):
     for item in loader:
         buffer[item['key']] = image_proposals(model, head, item, args)
         if len(buffer) >= args.chunk_size:
-            write_part(folder, rank, token, chunk_idx, buffer)
+            write_part(folder, rank, token, chunk_idx, buffer, meta)
             written += len(buffer)
             buffer, chunk_idx = {}, chunk_idx + 1
         if bar is not None:
             bar.update()
     if buffer:
-        write_part(folder, rank, token, chunk_idx, buffer)
+        write_part(folder, rank, token, chunk_idx, buffer, meta)
         written += len(buffer)
     if bar is not None:
         sys.stdout.write('\n')
@@ -587,7 +765,7 @@ def main(argv=None):
     if world_size > 1:
         computed = all_gather_object(written)  # also the barrier
     if rank == 0:
-        merged = merge_parts(folder, args.out, logger)
+        merged = merge_parts(folder, args.out, args, meta, logger)
         num_props = sum(len(v['scores']) for v in merged.values())
         missing = len(set(keys) - set(merged))
         logger.info(

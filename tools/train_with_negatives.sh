@@ -16,8 +16,11 @@
 #
 # Extra arguments go to step 3 (tools/train.py of the detector).
 # Re-running continues where it stopped: steps 1 and 3 resume from the last
-# checkpoint of their work dir, step 2 skips the images already extracted
-# with the same RPN checkpoint. Environment variables:
+# checkpoint of their work dir; step 2 runs with --resume --force, so it
+# skips the images already extracted with the same RPN checkpoint (sha256 of
+# the file) and the same settings, and computes everything else again: parts
+# or a proposals.pkl of another checkpoint or other EXTRACT_ARGS are deleted
+# (the tool logs a warning saying what differed). Environment variables:
 #   GPUS            processes per step (default 1; > 1 uses tools/dist_*.sh)
 #   PYTHON          python interpreter (default python)
 #   RPN_ARGS        extra tools/train.py arguments of step 1 (word-split)
@@ -107,23 +110,16 @@ if [ ! -f "$CHECKPOINT" ]; then
 fi
 
 echo "==> [2/3] extracting proposals with $CHECKPOINT -> $PROPOSALS"
-# Reuse earlier parts only if they came from this very checkpoint.
-STAMP="$PROPOSALS.checkpoint"
-CKPT_ID="$CHECKPOINT $(stat -c %Y "$CHECKPOINT" 2>/dev/null || echo 0)"
-EXTRACT_RESUME=()
-if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$CKPT_ID" ]; then
-    EXTRACT_RESUME=(--resume)
-fi
-echo "$CKPT_ID" > "$STAMP"
+# The tool reuses only parts (and a proposals.pkl) that record this very
+# checkpoint's sha256 and the same settings; --force deletes the others.
+rm -f "$PROPOSALS.checkpoint"  # the stamp file of older versions
 # shellcheck disable=SC2086
 if [ "$GPUS" -gt 1 ]; then
     bash "$TOOLS_DIR/dist_extract_proposals.sh" "$RPN_CONFIG" "$CHECKPOINT" \
-        "$GPUS" --out "$PROPOSALS" \
-        ${EXTRACT_RESUME[@]+"${EXTRACT_RESUME[@]}"} $EXTRACT_ARGS
+        "$GPUS" --out "$PROPOSALS" --resume --force $EXTRACT_ARGS
 else
     "$PYTHON" "$TOOLS_DIR/extract_proposals.py" "$RPN_CONFIG" "$CHECKPOINT" \
-        --out "$PROPOSALS" ${EXTRACT_RESUME[@]+"${EXTRACT_RESUME[@]}"} \
-        $EXTRACT_ARGS
+        --out "$PROPOSALS" --resume --force $EXTRACT_ARGS
 fi
 if [ ! -s "$PROPOSALS" ]; then
     echo "error: step 2 wrote no $PROPOSALS" >&2

@@ -5,7 +5,7 @@ Scales and valid ranges (:mod:`.scales`), the candidate chip grid
 (:mod:`.geometry`), greedy cover and assignment (:mod:`.cover`), the fast
 cover of a grid (:mod:`.grid_cover`), positive chips (:mod:`.positive`) and
 negative chips mined from proposals (:mod:`.negative`), settings checks
-and per-box validity (:mod:`.settings`), the scale advisor
+and per-box validity (:mod:`.settings`) and the scale advisor
 (:mod:`.advisor`) and AutoFocus labels and FocusChips (:mod:`.focus`).
 """
 from .advisor import (DEFAULT_BAND, ScaleProposal, SettingsReport,
@@ -21,9 +21,11 @@ from .negative import (generate_negative_chips, generate_negative_scale_chips,
 from .positive import (MIN_BOX_SIDE, ScaleChips, chip_driving_mask,
                        generate_multiscale_chips, generate_positive_chips,
                        generate_scale_chips)
-from .scales import (box_sqrt_areas, compute_scale_factor,
+from .scales import (LOWER_BOUND_SCALES, box_sqrt_areas,
+                     check_lower_bound_scales, compute_scale_factor,
                      compute_scale_factors, in_valid_range,
-                     normalize_valid_range, normalize_valid_ranges)
+                     normalize_valid_range, normalize_valid_ranges,
+                     validity_ranges)
 from .settings import (GtValidity, check_chip_settings, gt_scale_validity,
                        image_scale_factors)
 
@@ -40,5 +42,6 @@ __all__ = [
     'check_chip_settings', 'GtValidity', 'gt_scale_validity',
     'image_scale_factors', 'DEFAULT_BAND', 'ScaleProposal', 'propose_scales',
     'size_percentiles', 'resize_pixels', 'SettingsReport', 'evaluate_settings',
+    'LOWER_BOUND_SCALES', 'check_lower_bound_scales', 'validity_ranges',
     'focus_pixel_labels', 'generate_focus_chips'
 ]

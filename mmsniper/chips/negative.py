@@ -7,7 +7,9 @@ entirely inside none of the scale's positive chips drive the same greedy
 cover as positive chips; each of them is assigned to its best chip (largest
 intersection over box area) and a chip is kept when it holds *more than*
 ``min_proposals`` of them. Proposals are clipped to the image first, as GT
-are. Pure numpy.
+are. Scores play no part: a proposal with a NaN score is mined like any
+other (the proposal-file loader is where such rows are counted and
+dropped). Pure numpy.
 """
 import numpy as np
 
@@ -17,7 +19,8 @@ from .geometry import (check_bboxes, check_chip_params, clip_bboxes,
 from .positive import ScaleChips, chip_driving_mask, generate_scale_chips
 from .scales import (check_image_size, check_scale_factor,
                      compute_scale_factor, compute_scale_factors,
-                     normalize_valid_range, normalize_valid_ranges)
+                     normalize_valid_range, normalize_valid_ranges,
+                     validity_ranges)
 
 __all__ = [
     'negative_proposal_mask', 'generate_negative_scale_chips',
@@ -34,7 +37,8 @@ def check_proposals(proposals) -> np.ndarray:
 
     Args:
         proposals (ArrayLike): ``(P, 4)`` xyxy boxes or ``(P, 5)`` boxes
-            with a score column (ignored); an empty sequence means none.
+            with a score column (ignored, whatever its value, NaN
+            included); an empty sequence means none.
 
     Returns:
         np.ndarray: ``(P, 4)`` float64 boxes (a new array).
@@ -255,7 +259,8 @@ def generate_negative_chips(proposals,
                             chip_size=512,
                             stride=32,
                             min_proposals=REFERENCE_MIN_PROPOSALS,
-                            rng=None) -> list:
+                            rng=None,
+                            lower_bound_scales='all') -> list:
     """Negative chips of every scale.
 
     Args:
@@ -278,6 +283,10 @@ def generate_negative_chips(proposals,
             repeated for the remaining scales (extra values ignored).
             Defaults to ``(25, 10)``: 25 at the finest scale, 10 elsewhere.
         rng (np.random.Generator, optional): Breaks greedy ties at random.
+        lower_bound_scales (str): ``'all'``: proposals below a scale's
+            range never drive its negative chips (spec, paper).
+            ``'coarsest'``: only the coarsest scale applies the lower bound
+            (the authors' code). Defaults to ``'all'``.
 
     Returns:
         list[np.ndarray]: Per scale, ``(K, 4)`` float64 chips in orig px,
@@ -287,7 +296,9 @@ def generate_negative_chips(proposals,
     image_size = check_image_size(image_size)
     scale_factors = compute_scale_factors(scales, image_size).tolist()
     num_scales = len(scale_factors)
-    valid_ranges = normalize_valid_ranges(valid_ranges, num_scales).tolist()
+    valid_ranges = validity_ranges(
+        normalize_valid_ranges(valid_ranges, num_scales),
+        lower_bound_scales).tolist()
     if isinstance(pos_chips, np.ndarray) and pos_chips.ndim != 3:
         raise ValueError('pos_chips must be a list with one (M, 4) array per '
                          f'scale, got an array of shape {pos_chips.shape}')

@@ -18,11 +18,11 @@ import numpy as np
 from .cover import assign_boxes_to_chips, check_rng, greedy_cover
 from .geometry import (FIT_TOLERANCE, axis_origins_and_ends,
                        candidate_chip_origins, candidate_chips, check_bboxes,
-                       check_chip_params, clip_bboxes)
+                       check_chip_params, clip_bboxes, containment_matrix)
 from .grid_cover import grid_greedy_cover
 from .scales import (check_image_size, check_scale_factor,
                      compute_scale_factors, normalize_valid_range,
-                     normalize_valid_ranges)
+                     normalize_valid_ranges, validity_ranges)
 
 __all__ = [
     'ScaleChips', 'chip_driving_mask', 'candidate_chip_origins',
@@ -42,8 +42,10 @@ class ScaleChips(NamedTuple):
         chips (np.ndarray): ``(M, 4)`` float64 xyxy chips, original px, in
             selection order.
         scale_factor (float): Resize factor of the scale.
-        gt_valid (np.ndarray): ``(N,)`` bool, the GT that drive chips at
-            this scale (:func:`chip_driving_mask`).
+        gt_valid (np.ndarray): ``(N,)`` bool, the GT valid at this scale:
+            those that drive chips (:func:`chip_driving_mask`) and, with
+            ``lower_bound_scales='coarsest'``, those below the range that a
+            chosen chip contains.
         gt_chip (np.ndarray): ``(N,)`` int64 index into ``chips`` of the
             chip each valid GT is assigned to (it contains the GT); -1 for
             the other GT.
@@ -217,13 +219,40 @@ def _chips_of_scale(box_coords, valid, image_size, scale_factor, chip_size,
     return ScaleChips(chips, scale_factor, valid, gt_chip)
 
 
+def _add_small_valid_gt(scale_chips, geometry, below_range) -> ScaleChips:
+    """Make the GT below the valid range valid in the chip holding them.
+
+    Args:
+        scale_chips (ScaleChips): The chips driven by the in-range GT.
+        geometry (_BoxGeometry): The measured boxes.
+        below_range (np.ndarray): ``(N,)`` bool, GT that are valid by every
+            test but the range's lower bound.
+
+    Returns:
+        ScaleChips: Each such GT is assigned to the first chip that contains
+        it (the one of largest intersection over box area, lowest index);
+        one that no chip contains stays invalid.
+    """
+    chips = scale_chips.chips
+    ids = np.flatnonzero(below_range & ~scale_chips.gt_valid)
+    if not len(ids) or not len(chips):
+        return scale_chips
+    boxes = geometry.coords[:, ids].T
+    contained = containment_matrix(chips, boxes)
+    inside = contained.any(axis=0)
+    gt_chip = scale_chips.gt_chip.copy()
+    gt_chip[ids[inside]] = contained[:, inside].argmax(axis=0)
+    return scale_chips._replace(gt_valid=gt_chip >= 0, gt_chip=gt_chip)
+
+
 def generate_multiscale_chips(gt_bboxes,
                               image_size,
                               scales,
                               valid_ranges,
                               chip_size=512,
                               stride=32,
-                              rng=None) -> list:
+                              rng=None,
+                              lower_bound_scales='all') -> list:
     """Positive chips, GT validity and assignment at every scale.
 
     Args:
@@ -238,6 +267,12 @@ def generate_multiscale_chips(gt_bboxes,
         stride (int): Grid step, scaled px. Defaults to 32.
         rng (np.random.Generator, optional): Breaks greedy ties at random;
             without it the result is deterministic.
+        lower_bound_scales (str): ``'all'`` (spec, paper): a GT below a
+            scale's range is never valid there. ``'coarsest'`` (the
+            authors' code): at every scale but the coarsest, a GT that
+            passes every test but the lower bound does not drive chips but
+            is valid in the first chosen chip that contains it. Defaults to
+            ``'all'``.
 
     Returns:
         list[ScaleChips]: One entry per scale.
@@ -245,18 +280,24 @@ def generate_multiscale_chips(gt_bboxes,
     bboxes = check_bboxes(gt_bboxes)
     image_size = check_image_size(image_size)
     scale_factors = compute_scale_factors(scales, image_size).tolist()
-    valid_ranges = normalize_valid_ranges(valid_ranges,
-                                          len(scale_factors)).tolist()
+    ranges = normalize_valid_ranges(valid_ranges, len(scale_factors))
+    open_ranges = validity_ranges(ranges, lower_bound_scales).tolist()
     chip_size, stride = check_chip_params(chip_size, stride)
     check_rng(rng)
     geometry = _box_geometry(bboxes, image_size)
     results = []
-    for factor, valid_range in zip(scale_factors, valid_ranges):
+    for factor, valid_range, open_range in zip(scale_factors,
+                                               ranges.tolist(), open_ranges):
         valid = _scale_driving_mask(geometry, image_size, factor, valid_range,
                                     chip_size, stride)
-        results.append(
-            _chips_of_scale(geometry.coords, valid, image_size, factor,
-                            chip_size, stride, rng))
+        scale_chips = _chips_of_scale(geometry.coords, valid, image_size,
+                                      factor, chip_size, stride, rng)
+        if open_range[0] < valid_range[0]:
+            scale_chips = _add_small_valid_gt(
+                scale_chips, geometry,
+                _scale_driving_mask(geometry, image_size, factor, open_range,
+                                    chip_size, stride))
+        results.append(scale_chips)
     return results
 
 

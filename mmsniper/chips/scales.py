@@ -12,13 +12,19 @@ import numpy as np
 __all__ = [
     'compute_scale_factor', 'compute_scale_factors', 'box_sqrt_areas',
     'in_valid_range', 'normalize_valid_ranges', 'normalize_valid_range',
-    'check_image_size', 'check_scale_factor'
+    'check_image_size', 'check_scale_factor', 'LOWER_BOUND_SCALES',
+    'check_lower_bound_scales', 'validity_ranges'
 ]
 
 #: Marks an open side of a resolution pair or of a valid range.
 UNBOUNDED = -1
 
 _REAL_TYPES = (int, float, np.integer, np.floating)
+
+#: Where the lower bound of a valid range applies to GT validity and to
+#: negative-mining proposals: ``'all'`` scales (spec and paper) or only the
+#: ``'coarsest'`` one (the authors' code).
+LOWER_BOUND_SCALES = ('all', 'coarsest')
 
 
 def _is_real_number(value) -> bool:
@@ -234,3 +240,41 @@ def in_valid_range(bboxes, valid_range) -> np.ndarray:
     lo, hi = normalize_valid_range(valid_range)
     sqrt_areas = box_sqrt_areas(bboxes)
     return (sqrt_areas >= lo) & (sqrt_areas < hi)
+
+
+def check_lower_bound_scales(lower_bound_scales) -> str:
+    """Validate a ``lower_bound_scales`` setting.
+
+    Args:
+        lower_bound_scales (str): ``'all'`` or ``'coarsest'``.
+
+    Returns:
+        str: The setting.
+    """
+    if lower_bound_scales not in LOWER_BOUND_SCALES:
+        raise ValueError("lower_bound_scales must be 'all' or 'coarsest', "
+                         f'got {lower_bound_scales!r}')
+    return lower_bound_scales
+
+
+def validity_ranges(valid_ranges, lower_bound_scales='all') -> np.ndarray:
+    """The ranges that decide GT validity and negative-mining proposals.
+
+    With ``lower_bound_scales='all'`` these are the valid ranges. With
+    ``'coarsest'`` (the rule of the authors' code, ``box_assigner`` in
+    ``lib/data_utils/data_workers.py``) every scale but the coarsest (the
+    last) loses its lower bound: a box smaller than the range is still valid
+    there. Positive chips are driven by the full ranges either way.
+
+    Args:
+        valid_ranges (np.ndarray): ``(S, 2)`` normalized ranges, finest
+            first (:func:`normalize_valid_ranges`).
+        lower_bound_scales (str): ``'all'`` or ``'coarsest'``.
+
+    Returns:
+        np.ndarray: ``(S, 2)`` float64 ranges (a new array).
+    """
+    ranges = np.array(valid_ranges, dtype=np.float64).reshape(-1, 2)
+    if check_lower_bound_scales(lower_bound_scales) == 'coarsest':
+        ranges[:-1, 0] = 0.0
+    return ranges

@@ -30,15 +30,27 @@ file name alone when that file name is unique in the dataset (a file name
 shared by several images is never matched by itself). Backslashes count as
 path separators. An image claimed by an id / path / key match is not given
 to a file-name-only match; a second entry for an image already claimed is
-ignored and counted as a duplicate.
+ignored and counted as a duplicate. An entry whose img_id is unknown to the
+dataset is matched by its whole path or key only (counted as ``id_unknown``),
+never by its bare file name; a file none of whose img_ids is known raises
+(another dataset's file?) unless ``ignore_ids=True``.
 
-Pickles are unpickled: only load proposal files you trust.
+Pickles are read with a restricted unpickler (:func:`safe_pickle_load`):
+it rebuilds only plain containers, numbers, strings, numpy arrays / dtypes /
+scalars, torch tensors (their storage bytes loaded with
+``torch.load(weights_only=True)``) and mmengine ``InstanceData``. Anything
+else a pickle asks for (``os.system``, ``builtins.eval``, any other class or
+function) raises :class:`ProposalFileError` naming the file and that global,
+before it is called. ``trust=True`` unpickles the file fully (it may then run
+code): only for files you made yourself.
 """
 import json
 import logging
 import operator
 import os
 import os.path as osp
+import importlib
+import io
 import pickle
 import posixpath
 import sys
@@ -53,11 +65,14 @@ from mmsniper.utils.progress import track
 
 __all__ = [
     'FORMATS', 'ProposalFileError', 'ProposalSet', 'load_proposals',
-    'proposal_key', 'summarize'
+    'proposal_key', 'safe_pickle_load', 'summarize', 'META_KEY'
 ]
 
 FORMATS = ('auto', 'dump_proposals', 'sniper', 'mmdet_results', 'mmdet2_list',
            'coco_json')
+#: Key of the meta entry (checkpoint hash and settings) that
+#: ``tools/extract_proposals.py`` adds to its output; not an image.
+META_KEY = '__mmsniper_meta__'
 _PICKLE_EXTS = ('.pkl', '.pickle')
 _JSON_EXTS = ('.json', )
 _EXAMPLES_PER_KIND = 3
@@ -71,6 +86,124 @@ _MATCH_NAMES = ('id', 'path', 'key', 'basename', 'order')
 
 class ProposalFileError(ValueError):
     """A proposal file that cannot be read or does not fit the dataset."""
+
+
+# --------------------------------------------------------------------------
+# restricted unpickling
+
+
+def _safe_storage_from_bytes(data: bytes):
+    """``torch.storage._load_from_bytes`` without its full unpickling.
+
+    Plain-pickled torch tensors keep their storage as bytes of a
+    ``torch.save`` archive, which torch reads back with
+    ``torch.load(weights_only=False)``; here it is read with torch's own
+    weights-only unpickler instead.
+    """
+    import torch
+    return torch.load(io.BytesIO(data), weights_only=True)
+
+
+# What a proposal pickle may rebuild, as ``module -> names``. Each entry only
+# builds data, never calls user-chosen code:
+# - ``builtins`` set / frozenset / complex / bytes / bytearray: plain values
+#   (protocol 2 pickles, mmengine's default, spell the module
+#   ``__builtin__`` and write empty bytes as ``bytes()``).
+# - ``collections.OrderedDict``: a dict (the backward-hook dict of a tensor).
+# - ``_codecs.encode``: turns a str into bytes (how protocol 2 pickles bytes,
+#   e.g. numpy array data); it only looks up a text codec by name.
+# - numpy ``_reconstruct`` / ``ndarray`` / ``dtype`` / ``scalar`` /
+#   ``_frombuffer``: numpy's own array, dtype and scalar reconstruction
+#   (``numpy.core`` before numpy 2, ``numpy._core`` since); an object-dtype
+#   array can only hold what the rest of this list allows.
+# - ``InstanceData`` / ``BaseDataElement``: what mmdet's ``DumpProposals``
+#   writes; rebuilt by ``object.__new__`` plus a ``__dict__`` update.
+# - ``torch._utils._rebuild_tensor_v2``: torch's tensor reconstruction from a
+#   storage; ``torch.storage._load_from_bytes`` is replaced by
+#   :func:`_safe_storage_from_bytes` (weights-only).
+_SAFE_GLOBALS = {
+    'builtins': ('set', 'frozenset', 'complex', 'bytes', 'bytearray'),
+    '__builtin__': ('set', 'frozenset', 'complex', 'bytes', 'bytearray'),
+    'collections': ('OrderedDict', ),
+    '_codecs': ('encode', ),
+    'numpy': ('ndarray', 'dtype'),
+    'numpy.core.multiarray': ('_reconstruct', 'scalar'),
+    'numpy._core.multiarray': ('_reconstruct', 'scalar'),
+    'numpy.core.numeric': ('_frombuffer', ),
+    'numpy._core.numeric': ('_frombuffer', ),
+    'mmengine.structures.instance_data': ('InstanceData', ),
+    'mmengine.structures.base_data_element': ('BaseDataElement', ),
+    'torch._utils': ('_rebuild_tensor_v2', ),
+}
+_REPLACED_GLOBALS = {
+    ('torch.storage', '_load_from_bytes'): _safe_storage_from_bytes,
+}
+# numpy 2 moved numpy.core to numpy._core (numpy.core warns on import)
+_MODULE_ALIASES = {
+    'numpy.core.multiarray': 'numpy._core.multiarray',
+    'numpy.core.numeric': 'numpy._core.numeric',
+    '__builtin__': 'builtins',
+}
+
+
+class ForbiddenGlobalError(pickle.UnpicklingError):
+    """A pickle asked for a global outside the allow-list."""
+
+    def __init__(self, module: str, name: str):
+        self.global_name = f'{module}.{name}'
+        super().__init__(f'forbidden global {self.global_name}')
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only the globals in ``_SAFE_GLOBALS``."""
+
+    def find_class(self, module: str, name: str):
+        replaced = _REPLACED_GLOBALS.get((module, name))
+        if replaced is not None:
+            return replaced
+        if name not in _SAFE_GLOBALS.get(module, ()):
+            raise ForbiddenGlobalError(module, name)
+        target = _MODULE_ALIASES.get(module, module)
+        try:
+            mod = importlib.import_module(target)
+        except ImportError:
+            if target == module:
+                raise
+            mod = importlib.import_module(module)
+        return getattr(mod, name)
+
+    def persistent_load(self, pid):
+        raise pickle.UnpicklingError(
+            f'persistent id {_short(pid)} (not a plain pickle)')
+
+
+def safe_pickle_load(file, path: str = '<pickle>', trust: bool = False,
+                     trust_hint: str = 'trust=True'):
+    """Unpickle proposal data without running code from the file.
+
+    Args:
+        file: A binary file object open for reading.
+        path (str): The file's name, for messages.
+        trust (bool): Unpickle fully (``pickle.load``): only for files you
+            made yourself, since a pickle can run any code.
+        trust_hint (str): How the caller passes ``trust``, for the message.
+
+    Raises:
+        ProposalFileError: the pickle needs a global outside the allow-list
+            (named in the message; nothing of it was called).
+    """
+    if trust:
+        return pickle.load(file)
+    try:
+        return _RestrictedUnpickler(file).load()
+    except ForbiddenGlobalError as e:
+        raise ProposalFileError(
+            f'refusing to unpickle {path}: it needs the global '
+            f'{e.global_name}, which proposal data (dicts, lists, numbers, '
+            f'strings, numpy arrays, torch tensors, InstanceData) never '
+            f'needs; a crafted pickle uses such globals to run code. Nothing '
+            f'of it was run. If you made this file yourself and trust it, '
+            f'pass {trust_hint}') from None
 
 
 class ProposalSet(NamedTuple):
@@ -241,7 +374,8 @@ class _Stats:
 # reading
 
 
-def _read_container(path: str, fmt: str, backend_args: Optional[dict]):
+def _read_container(path: str, fmt: str, backend_args: Optional[dict],
+                    trust: bool = False):
     ext = osp.splitext(path)[1].lower()
     if ext in _PICKLE_EXTS:
         kind = 'pickle'
@@ -260,7 +394,10 @@ def _read_container(path: str, fmt: str, backend_args: Optional[dict]):
                 raise ProposalFileError(f'proposal file {path} is empty')
             with open(local, 'rb') as f:
                 if kind == 'pickle':
-                    return pickle.load(f)
+                    return safe_pickle_load(
+                        f, path, trust,
+                        'trust=True (neg_proposals=dict(file=..., '
+                        'trust=True))')
                 return json.load(f)
     except ProposalFileError:
         raise
@@ -663,24 +800,31 @@ class _Index:
         return hit, _BY_BASENAME
 
 
-def _match(entries: _Entries, index: _Index, num_images: int, stats: _Stats):
+def _match(entries: _Entries, index: _Index, num_images: int, stats: _Stats,
+           path: str):
     """-> (src (I,) entry of each row or -1, uses (J,), matched_by, counts)."""
     matched_by = dict.fromkeys(_MATCH_NAMES, 0)
     counts = dict(
         unknown_entries=0,
         ambiguous_entries=0,
         duplicate_entries=0,
-        id_path_mismatch=0)
+        id_path_mismatch=0,
+        id_unknown=0)
     if entries.fmt == 'mmdet2_list':
         matched_by['order'] = num_images
         return (np.arange(num_images, dtype=np.int64),
                 np.ones(num_images, dtype=np.int64), matched_by, counts)
     resolved = []  # (j, rows, kind)
+    with_ids = known_ids = 0
     for j in range(len(entries)):
         rows, kind = None, None
         img_id, norm = entries.ids[j], entries.paths[j]
+        id_unknown = False
         if img_id is not None:
+            with_ids += 1
             rows, kind = index.by_id(img_id), _BY_ID
+            id_unknown = rows is None
+            known_ids += not id_unknown
             if rows == 'ambiguous':  # one id, several images: try the path
                 rows = None
             elif rows is not None and norm is not None:
@@ -695,6 +839,17 @@ def _match(entries: _Entries, index: _Index, num_images: int, stats: _Stats):
                         f'{p0} in the dataset')
         if rows is None and norm is not None:
             rows, kind = index.by_path(norm)
+            if id_unknown and rows is not None:
+                if kind == _BY_BASENAME:
+                    # a foreign id and a bare file name in common: nothing
+                    # says it is this dataset's image
+                    rows = None
+                else:
+                    counts['id_unknown'] += 1
+                    stats.example(
+                        'unknown id',
+                        f'{entries.names[j]} has img_id={img_id!r}, unknown '
+                        f'to the dataset; matched by its path')
         if rows == 'ambiguous':
             counts['ambiguous_entries'] += 1
             stats.example(
@@ -706,6 +861,15 @@ def _match(entries: _Entries, index: _Index, num_images: int, stats: _Stats):
         else:
             resolved.append(
                 (j, [rows] if isinstance(rows, int) else rows, kind))
+    if with_ids and not known_ids:
+        raise ProposalFileError(
+            f'{path}: none of the {with_ids} img_ids of its entries is an '
+            f'img_id of the dataset (e.g. {entries.names[0]} has img_id='
+            f'{entries.ids[0]!r}; the dataset has e.g. '
+            f'{_image_name(index.infos[0], 0)}): a proposal file of another '
+            f'dataset, or of the same images with other ids? Pass '
+            f'ignore_ids=True (neg_proposals=dict(file=..., ignore_ids=True)) '
+            f'to match by path only')
     # exact matches claim images before file-name-only matches
     resolved.sort(key=lambda t: t[2] == _BY_BASENAME)
     src = [-1] * num_images
@@ -917,7 +1081,10 @@ def summarize(report: dict) -> str:
                              ('duplicate_entries',
                               'duplicate entries ignored'),
                              ('id_path_mismatch',
-                              'entries whose img_id and path disagree'))]
+                              'entries whose img_id and path disagree'),
+                             ('id_unknown',
+                              'entries with an unknown img_id matched by '
+                              'path'))]
     if any(c for c, _ in extra):
         text += '; ' + ', '.join(f'{c} {w}' for c, w in extra if c)
     by = {k: v for k, v in r.get('matched_by', {}).items() if v}
@@ -938,7 +1105,9 @@ def load_proposals(
         min_score: Optional[float] = None,
         fmt: str = 'auto',
         logger: Union[logging.Logger, str, None] = 'current',
-        backend_args: Optional[dict] = None) -> Tuple[ProposalSet, dict]:
+        backend_args: Optional[dict] = None,
+        trust: bool = False,
+        ignore_ids: bool = False) -> Tuple[ProposalSet, dict]:
     """Read a proposal file and align it with ``data_infos``.
 
     Args:
@@ -956,6 +1125,13 @@ def load_proposals(
         fmt (str): One of :data:`FORMATS`; ``'auto'`` detects it.
         logger: Where the summary line goes (mmengine ``print_log``).
         backend_args (dict, optional): mmengine file backend arguments.
+        trust (bool): Unpickle a pickle fully (``pickle.load``; it may run
+            code) instead of with the restricted unpickler. Only for files
+            you made yourself. Defaults to False.
+        ignore_ids (bool): Match entries by path only, ignoring the file's
+            img_ids (the same images with renumbered ids). Defaults to
+            False: an entry's img_id is matched first, and a file none of
+            whose img_ids is known to the dataset raises.
 
     Returns:
         tuple[ProposalSet, dict]: The proposals (one CSR row per entry of
@@ -964,8 +1140,10 @@ def load_proposals(
         ``dropped_nan``, ``dropped_inverted``, ``dropped_outside``,
         ``clipped``, ``dropped_low_score``, ``dropped_over_max``,
         ``unknown_entries``, ``ambiguous_entries``, ``duplicate_entries``,
-        ``id_path_mismatch``, ``entries``, ``proposals_in_file``,
-        ``matched_by``, ``format``, ``file`` and ``examples``.
+        ``id_path_mismatch``, ``id_unknown``, ``entries``,
+        ``proposals_in_file``, ``matched_by``, ``format``, ``file`` and
+        ``examples``; plus ``extraction`` (checkpoint hash and settings)
+        for ``tools/extract_proposals.py`` output.
     """
     if on_missing not in ('skip', 'error'):
         raise ValueError(f'on_missing must be "skip" or "error", got '
@@ -987,7 +1165,8 @@ def load_proposals(
     if num_images == 0:
         raise ValueError(f'cannot align {path} with a dataset of 0 images')
 
-    raw = _read_container(path, fmt, backend_args)
+    raw = _read_container(path, fmt, backend_args, trust=bool(trust))
+    meta = raw.pop(META_KEY, None) if isinstance(raw, dict) else None
     entries = _entries_from(raw, path, fmt, num_images)
     del raw
     if fmt != 'auto':
@@ -1006,8 +1185,13 @@ def load_proposals(
         sizes[j] = len(b)
         del payload
 
+    if ignore_ids:
+        if entries.fmt == 'coco_json':
+            raise ValueError(f'ignore_ids=True cannot be used with {path}: '
+                             f'COCO result json is matched by image_id only')
+        entries.ids = [None] * len(entries)
     src, uses, matched_by, match_counts = _match(entries, _Index(data_infos),
-                                                 num_images, stats)
+                                                 num_images, stats, path)
     if not uses.any():
         raise ProposalFileError(
             f'no entry of {path} ({num_entries} entries, e.g. '
@@ -1089,10 +1273,13 @@ def load_proposals(
         **match_counts,
         matched_by=matched_by,
         examples=stats.examples)
+    if isinstance(meta, dict):  # written by tools/extract_proposals.py
+        report['extraction'] = meta
     problems = (
         report['images_missing'] or report['unknown_entries']
         or report['ambiguous_entries'] or report['duplicate_entries']
-        or report['id_path_mismatch'] or report['dropped_nan']
+        or report['id_path_mismatch'] or report['id_unknown']
+        or report['dropped_nan']
         or report['dropped_inverted'] or report['dropped_outside'])
     print_log(
         summarize(report),

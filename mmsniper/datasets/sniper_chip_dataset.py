@@ -10,18 +10,22 @@ from mmengine.dist import is_main_process
 from mmengine.logging import MMLogger, print_log
 
 from mmdet.registry import DATASETS
-from mmsniper.chips import (chip_driving_mask, clip_bboxes,
-                            compute_scale_factors, containment_matrix,
-                            generate_multiscale_chips,
-                            generate_negative_chips, normalize_valid_ranges)
+from mmsniper.chips import (check_lower_bound_scales, chip_driving_mask,
+                            clip_bboxes, compute_scale_factors,
+                            containment_matrix, generate_multiscale_chips,
+                            generate_negative_chips, normalize_valid_ranges,
+                            validity_ranges)
 from mmsniper.utils.progress import DelayedProgressBar
 from .chip_settings import (check_chip_dataset_args, report_gt_validity,
                             warn_plain_index)
 from .chip_table import ChipIndex, ChipTable
-from .proposals import load_proposals
+from .proposals import ProposalSet, load_proposals
 
 REFERENCE_COCO_SCALES = (3.0, 1.667, (-1, 512))
 REFERENCE_COCO_TRAIN_RANGES = ((-1, 80), (32, 150), (120, -1))
+#: Largest declared image (width x height) accepted by default: 2.5e9 px,
+#: e.g. a 50,000 x 50,000 aerial mosaic.
+DEFAULT_MAX_IMAGE_PIXELS = 50_000 * 50_000
 
 
 def image_gt(data_info: dict) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -48,12 +52,12 @@ def image_gt(data_info: dict) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
 def _image_chip_tables(job: tuple) -> List[ChipTable]:
     """Chips of one image at every scale (a picklable worker function)."""
     (img_idx, boxes, gt_ids, image_size, scales, valid_ranges, chip_size,
-     stride, seed) = job
+     stride, seed, lower_bound_scales) = job
     rng = None if seed is None else np.random.default_rng([seed, img_idx])
     tables = []
     per_scale = generate_multiscale_chips(
         boxes, image_size, scales, valid_ranges, chip_size=chip_size,
-        stride=stride, rng=rng)
+        stride=stride, rng=rng, lower_bound_scales=lower_bound_scales)
     for scale_idx, result in enumerate(per_scale):
         if len(result.chips):
             tables.append(
@@ -65,21 +69,29 @@ def _image_chip_tables(job: tuple) -> List[ChipTable]:
 def _image_negative_tables(job: tuple) -> List[ChipTable]:
     """Negative chips of one image at every scale (picklable worker).
 
-    A GT is valid in a negative chip when it is valid at the chip's scale and
-    lies entirely inside it; every other GT there is ignored.
+    A GT is valid in a negative chip when it is valid at the chip's scale
+    (:func:`~mmsniper.chips.validity_ranges`: the scale's range, its lower
+    bound dropped at the non-coarsest scales with
+    ``lower_bound_scales='coarsest'``) and lies entirely inside it; every
+    other GT there is ignored.
     """
     (img_idx, boxes, gt_ids, image_size, proposals, pos_chips, scales,
-     valid_ranges, chip_size, stride, min_proposals) = job
+     valid_ranges, chip_size, stride, min_proposals,
+     lower_bound_scales) = job
     neg_chips = generate_negative_chips(
         proposals, pos_chips, image_size, scales, valid_ranges,
-        chip_size=chip_size, stride=stride, min_proposals=min_proposals)
+        chip_size=chip_size, stride=stride, min_proposals=min_proposals,
+        lower_bound_scales=lower_bound_scales)
     factors = compute_scale_factors(scales, image_size)
+    ranges = validity_ranges(
+        normalize_valid_ranges(valid_ranges, len(scales)),
+        lower_bound_scales).tolist()
     tables = []
     for scale_idx, chips in enumerate(neg_chips):
         if not len(chips):
             continue
         valid = chip_driving_mask(boxes, factors[scale_idx],
-                                  valid_ranges[scale_idx], chip_size, stride,
+                                  ranges[scale_idx], chip_size, stride,
                                   image_size=image_size)
         grown = chips + np.array([-1e-3, -1e-3, 1e-3, 1e-3])
         member = containment_matrix(grown, clip_bboxes(boxes, image_size))
@@ -121,26 +133,44 @@ class SniperChipDataset:
             px per scale, -1 for an open side.
         chip_size (int): Chip side in chip px. Defaults to 512.
         stride (int): Step of the candidate chip grid in chip px. Defaults to
-            32 (the paper's value).
+            32 (the paper's value). Must be below ``chip_size - 1``: a GT
+            drives chips only when it is smaller than
+            ``(chip_size - stride - 1) / scale``.
         stride_jitter (tuple, optional): ``(low, high)``: draw a new stride in
             ``[low, high)`` every epoch, as the reference code does with
-            ``(56, 60)``. Defaults to None (fixed ``stride``).
+            ``(56, 60)``; positive and negative chips both follow it.
+            Defaults to None (fixed ``stride``).
         neg_proposals (dict, optional): Mine negative chips from proposals:
             ``dict(file=..., on_missing='skip', on_bad_box='drop',
             max_per_image=None, fmt='auto')``, passed to
             :func:`load_proposals` (mmdet ``DumpProposals`` pickles, COCO
             result json, ``tools/extract_proposals.py`` output). Keep images
             without GT in the wrapped dataset (``filter_empty_gt=False``) so
-            that negative-only images contribute negatives. Defaults to None.
+            that negative-only images contribute negatives. The proposals
+            are loaded once; negative chips are mined against each epoch's
+            positive chips and stride (once when the stride is fixed).
+            Defaults to None.
         num_neg_chips_per_image (int): Negative chips drawn per image each
             epoch from that image's negative chips, pooled over scales.
             Defaults to 2 (reference).
         neg_min_proposals (int | Sequence[int]): A negative chip is kept when
             it holds more proposals than this; a sequence gives the finest
             scales' values, its last one repeating. Defaults to (25, 10).
+        lower_bound_scales (str): Where a valid range's lower bound applies
+            to GT validity and to negative-mining proposals: ``'all'``
+            scales (the spec and the paper) or only the ``'coarsest'`` one
+            (the authors' code: at the other scales a GT below the range is
+            valid in the chip that contains it, and small proposals drive
+            negative chips). Positive chips are driven by the full ranges
+            either way. Defaults to ``'all'``.
+        max_image_pixels (float): Refuse an image whose declared
+            ``width * height`` exceeds this (a corrupt size would make chip
+            generation take minutes and gigabytes). Defaults to 2.5e9
+            (50,000 x 50,000); raise it for larger mosaics.
         pipeline (list, optional): Replaces the wrapped dataset's pipeline.
-        num_proc (int, optional): Processes for chip generation. Defaults to
-            None: one process below 5000 images, else up to 8.
+        num_proc (int, optional): Processes for chip generation and negative
+            mining. Defaults to None: one process below 5000 images, else up
+            to 8.
         on_degenerate_box (str): ``'warn'`` (count and report boxes that are
             non-finite or have no area; they never drive chips) or
             ``'error'``. Defaults to ``'warn'``.
@@ -163,6 +193,8 @@ class SniperChipDataset:
                  neg_proposals: Optional[dict] = None,
                  num_neg_chips_per_image: int = 2,
                  neg_min_proposals: Union[int, Sequence[int]] = (25, 10),
+                 lower_bound_scales: str = 'all',
+                 max_image_pixels: float = DEFAULT_MAX_IMAGE_PIXELS,
                  pipeline: Optional[List[Union[dict, Any]]] = None,
                  num_proc: Optional[int] = None,
                  on_degenerate_box: str = 'warn',
@@ -193,6 +225,12 @@ class SniperChipDataset:
                     f'with 0 < low < high, got {stride_jitter}')
             stride_jitter = (int(low), int(high))
         self.stride_jitter = stride_jitter
+        self._check_strides()
+        self.lower_bound_scales = check_lower_bound_scales(lower_bound_scales)
+        if not max_image_pixels > 0:
+            raise ValueError('SniperChipDataset: max_image_pixels must be '
+                             f'positive, got {max_image_pixels!r}')
+        self.max_image_pixels = max_image_pixels
         if on_degenerate_box not in ('warn', 'error'):
             raise ValueError("on_degenerate_box must be 'warn' or 'error'")
         self.on_degenerate_box = on_degenerate_box
@@ -213,11 +251,30 @@ class SniperChipDataset:
             Compose(pipeline) if pipeline is not None else None)
         self._fully_initialized = False
         self._image_gt: Optional[List[tuple]] = None
-        self._tables: Dict[Tuple[int, Optional[int]], ChipTable] = {}
-        self._neg_table = ChipTable.empty()
+        self._tables: Dict[tuple, ChipTable] = {}
+        self._proposals: Optional[ProposalSet] = None
         self.proposal_report: Optional[dict] = None
         if not lazy_init:
             self.full_init()
+
+    def _check_strides(self) -> None:
+        """Refuse strides that leave no room for any GT in a chip."""
+        if self.chip_size <= 0 or self.stride <= 0:
+            raise ValueError(
+                'SniperChipDataset: chip_size and stride must be positive, '
+                f'got chip_size={self.chip_size}, stride={self.stride}')
+        if self.stride_jitter is None:
+            name, largest = 'stride', self.stride
+        else:
+            name, largest = 'stride_jitter', self.stride_jitter[1] - 1
+        if largest >= self.chip_size - 1:
+            raise ValueError(
+                f'SniperChipDataset: {name}='
+                f'{getattr(self, name)} yields no chips with '
+                f'chip_size={self.chip_size}: a GT drives chips only when '
+                'its long side is below (chip_size - stride - 1) / scale; '
+                f'set {name} well below chip_size (the paper: stride 32 for '
+                '512 px chips; the reference code: stride_jitter=(56, 60))')
 
     @property
     def metainfo(self) -> dict:
@@ -236,10 +293,30 @@ class SniperChipDataset:
         if not self.test_mode:
             self._image_gt = self._collect_image_gt()
             if self.neg_proposals:
-                self._neg_table = self._mine_negatives(
-                    self._positive_table(0, None))
-            self._log_summary(self.chip_table(epoch=0))
+                cfg = dict(self.neg_proposals)
+                self._proposals, self.proposal_report = load_proposals(
+                    cfg.pop('file'), self._image_keys, **cfg)
+            table = self.chip_table(epoch=0)
+            if not len(table):
+                self._raise_no_chips()
+            self._log_summary(table)
         self._fully_initialized = True
+
+    def _raise_no_chips(self) -> None:
+        num_boxes = sum(len(b) for b, _, _ in self._image_gt)
+        if not num_boxes:
+            raise ValueError(
+                f'SniperChipDataset: no chips: the {len(self._image_gt)} '
+                'images hold no usable GT box (all crowd, ignored or '
+                'degenerate) and no negative chip was mined; check the '
+                'annotation file and filter_cfg, or give neg_proposals')
+        raise ValueError(
+            f'SniperChipDataset: no chips from {len(self._image_gt)} images '
+            f'with {num_boxes} GT boxes: no GT is valid at any scale. Change '
+            f'valid_ranges={self.valid_ranges} (sqrt-area, original px), '
+            f'scales={self.scales}, or stride={self.stride} / stride_jitter='
+            f'{self.stride_jitter} against chip_size={self.chip_size} (a GT '
+            'must be smaller than (chip_size - stride - 1) / scale)')
 
     # ---- chip generation -------------------------------------------------
     def _collect_image_gt(self) -> List[tuple]:
@@ -256,6 +333,15 @@ class SniperChipDataset:
                     f'SniperChipDataset: image {info.get("img_path", idx)} '
                     f'has no valid height/width ({height}, {width}) in its '
                     'data_info; chips need the image size')
+            if float(width) * float(height) > self.max_image_pixels:
+                field = 'width' if width >= height else 'height'
+                raise ValueError(
+                    f'SniperChipDataset: image {info.get("img_path", idx)} '
+                    f'declares {field}={info[field]} (width x height = '
+                    f'{width} x {height} = {float(width) * float(height):.3g}'
+                    f' px), above max_image_pixels={self.max_image_pixels:.3g}'
+                    '; fix the annotation, or raise SniperChipDataset('
+                    'max_image_pixels=...) if the image really is that large')
             boxes, ignored, degenerate = image_gt(info)
             self._num_ignored += int((ignored & ~degenerate).sum())
             if degenerate.any():
@@ -286,32 +372,44 @@ class SniperChipDataset:
         rng = np.random.default_rng([0 if seed is None else seed, epoch])
         return int(rng.integers(*self.stride_jitter))
 
+    def _epoch_key(self, epoch: int, seed: Optional[int]) -> tuple:
+        """Epochs whose positive and mined negative chips are the same share
+        a key: all of them without stride jitter."""
+        return (0, None) if self.stride_jitter is None else (epoch, seed)
+
     def chip_table(self, epoch: int = 0,
                    seed: Optional[int] = None) -> ChipTable:
         """The chips of ``epoch``: every positive chip, then
         ``num_neg_chips_per_image`` negative chips per image drawn with
-        ``(seed, epoch)``.
+        ``(seed, epoch)`` from the negative chips mined for that epoch.
 
         Without stride jitter the positive chips are the same every epoch.
         """
+        if self._image_gt is None:
+            self.full_init()
         positives = self._positive_table(epoch, seed)
-        if not len(self._neg_table) or not self.num_neg_chips_per_image:
+        if not self.neg_proposals or not self.num_neg_chips_per_image:
             return positives
         key = ('with_negatives', epoch, seed)
         if key not in self._tables:
+            negatives = self.negative_table(epoch, seed)
             self._cache(key, ChipTable.concatenate(
-                [positives, self._draw_negatives(epoch, seed)]))
+                [positives, self._draw_negatives(negatives, epoch, seed)]))
         return self._tables[key]
 
     def _cache(self, key, table: ChipTable) -> None:
-        if len(self._tables) > 4:
-            self._tables.pop(next(iter(self._tables)))
+        """Keep the tables of the last two epochs or so (memory stays
+        bounded); those of epoch 0 without a seed, which ``len()`` and
+        integer indexing use, stay."""
+        evictable = [k for k in self._tables if k[-2:] != (0, None)]
+        if len(evictable) > 4:
+            self._tables.pop(evictable[0])
         self._tables[key] = table
 
-    def _draw_negatives(self, epoch: int, seed: Optional[int]) -> ChipTable:
+    def _draw_negatives(self, table: ChipTable, epoch: int,
+                        seed: Optional[int]) -> ChipTable:
         """Up to ``num_neg_chips_per_image`` negative chips per image, drawn
         without replacement from the image's negative chips."""
-        table = self._neg_table
         rng = np.random.default_rng([0 if seed is None else seed, epoch, 1])
         order = np.lexsort((rng.random(len(table)), table.img_idx))
         img_sorted = table.img_idx[order]
@@ -322,7 +420,7 @@ class SniperChipDataset:
 
     def _positive_table(self, epoch: int,
                         seed: Optional[int]) -> ChipTable:
-        key = (0, None) if self.stride_jitter is None else (epoch, seed)
+        key = ('positive', ) + self._epoch_key(epoch, seed)
         if key not in self._tables:
             self._cache(key, self._generate(
                 self.epoch_stride(epoch, seed),
@@ -332,15 +430,43 @@ class SniperChipDataset:
 
     def _generate(self, stride: int, seed: Optional[int]) -> ChipTable:
         jobs = [(idx, boxes, gt_ids, size, self.scales, self.valid_ranges,
-                 self.chip_size, stride, seed)
+                 self.chip_size, stride, seed, self.lower_bound_scales)
                 for idx, (boxes, gt_ids, size) in enumerate(self._image_gt)]
         return self._run_jobs(_chunk_chip_tables, jobs)
 
-    def _mine_negatives(self, positives: ChipTable) -> ChipTable:
-        """Load the proposals and mine every image's negative chips."""
-        cfg = dict(self.neg_proposals)
-        proposals, self.proposal_report = load_proposals(
-            cfg.pop('file'), self._image_keys, **cfg)
+    def negative_table(self, epoch: int = 0,
+                       seed: Optional[int] = None) -> ChipTable:
+        """Every negative chip mined for ``epoch``, before the per-image
+        draw: mined against that epoch's positive chips, on its stride.
+
+        Without stride jitter the mining runs once and the proposals are
+        then released; with it, once per epoch (cached for the last epochs),
+        the proposals staying in memory as flat arrays.
+        """
+        if not self.neg_proposals:
+            return ChipTable.empty()
+        if self._image_gt is None:
+            self.full_init()
+        key = ('negative', ) + self._epoch_key(epoch, seed)
+        if key not in self._tables:
+            positives = self._positive_table(epoch, seed)
+            stride = self.epoch_stride(epoch, seed)
+            table = self._mine_negatives(positives, stride)
+            if self.stride_jitter is not None:
+                print_log(
+                    f'SniperChipDataset: epoch {epoch}, stride {stride}: '
+                    f'{len(table)} negative chips mined', logger='current')
+            self._cache(key, table)
+            if self.stride_jitter is None:
+                # Mined once for good (a pinned cache entry): free the
+                # proposals.
+                self._proposals = None
+        return self._tables[key]
+
+    def _mine_negatives(self, positives: ChipTable,
+                        stride: int) -> ChipTable:
+        """Mine every image's negative chips against ``positives``."""
+        proposals = self._proposals
         order = np.argsort(positives.img_idx, kind='stable')
         bounds = np.searchsorted(positives.img_idx[order],
                                  np.arange(len(self._image_gt) + 1))
@@ -356,7 +482,8 @@ class SniperChipDataset:
             ]
             jobs.append((idx, boxes, gt_ids, size, props, pos_chips,
                          self.scales, self.valid_ranges, self.chip_size,
-                         self.stride, self.neg_min_proposals))
+                         stride, self.neg_min_proposals,
+                         self.lower_bound_scales))
         return self._run_jobs(_chunk_negative_tables, jobs)
 
     def _run_jobs(self, chunk_fn, jobs: List[tuple]) -> ChipTable:
@@ -386,12 +513,16 @@ class SniperChipDataset:
         return ChipTable.concatenate(parts)
 
     # ---- statistics --------------------------------------------------------
-    def chip_stats(self, table: Optional[ChipTable] = None) -> dict:
+    def chip_stats(self, table: Optional[ChipTable] = None,
+                   epoch: int = 0, seed: Optional[int] = None) -> dict:
         """Chip counts and pixels per image, against resizing whole images.
 
         Args:
-            table (ChipTable, optional): An epoch's chips. Defaults to epoch
-                0's.
+            table (ChipTable, optional): An epoch's chips. Defaults to the
+                chips of ``(epoch, seed)``.
+            epoch (int): The epoch whose mined negative chips are counted
+                (and whose chips are used without ``table``). Defaults to 0.
+            seed (int, optional): The sampler's seed. Defaults to None.
 
         Returns:
             dict: ``num_images``, ``num_chips`` (positive plus the epoch's
@@ -403,7 +534,7 @@ class SniperChipDataset:
             the finest scale, which is what chips replace) and
             ``resize_800x1333_pixels_per_image``.
         """
-        table = self.chip_table(0) if table is None else table
+        table = self.chip_table(epoch, seed) if table is None else table
         sizes = np.array([size for _, _, size in self._image_gt],
                          dtype=np.float64).reshape(-1, 2)
         num_images = max(len(sizes), 1)
@@ -423,7 +554,7 @@ class SniperChipDataset:
             chips_per_scale=np.bincount(
                 table.scale_idx[positive].astype(np.int64),
                 minlength=len(self.scales)).tolist(),
-            num_negative_chips_mined=len(self._neg_table),
+            num_negative_chips_mined=len(self.negative_table(epoch, seed)),
             negative_chips_per_epoch=int(table.is_negative.sum()),
             chips_per_image=len(table) / num_images,
             images_without_chips=int(
@@ -484,6 +615,8 @@ class SniperChipDataset:
         """The wrapped ``data_info`` of a chip, with its ``sniper_chip``."""
         if self.test_mode:
             return self.dataset.get_data_info(idx)
+        if not self._fully_initialized:
+            self.full_init()
         chip = self._resolve(idx)
         info = self.dataset.get_data_info(chip.img_idx)
         info['sniper_chip'] = dict(
@@ -524,4 +657,5 @@ class SniperChipDataset:
                 f'{self.dataset.__class__.__name__}, scales={self.scales}, '
                 f'valid_ranges={self.valid_ranges}, '
                 f'chip_size={self.chip_size}, stride={self.stride}, '
-                f'stride_jitter={self.stride_jitter})')
+                f'stride_jitter={self.stride_jitter}, '
+                f'lower_bound_scales={self.lower_bound_scales!r})')

@@ -1,51 +1,30 @@
-"""Scoped, trust-aware checkpoint loading for mmsniper's tools.
+"""Trust fallback for checkpoints that are not weights-only loadable.
 
-Why: since torch 2.6 ``torch.load`` defaults to ``weights_only=True``.
-mmengine 0.10.7 calls ``torch.load(filename, map_location=...)`` without
-that argument, and its training checkpoints hold more than tensors (the
-message hub's ``mmengine.logging.history_buffer.HistoryBuffer``, numpy
-arrays, the dumped config...). ``--resume``, ``load_from`` and
-``tools/test.py CONFIG CKPT`` therefore fail with ``Weights only load
-failed ... Unsupported global: GLOBAL mmengine.logging.history_buffer.
-HistoryBuffer``.
+Since torch 2.6 ``torch.load`` defaults to ``weights_only=True``. The
+checkpoints mmengine writes (``tools/train.py``) hold the message hub's
+``HistoryBuffer`` and numpy arrays; ``import mmsniper`` allow-lists exactly
+those (:mod:`mmsniper._safe_globals`), so they load weights-only everywhere:
+our tools, mmdet's ``init_detector`` / ``DetInferencer`` / ``tools/test.py``
+(with ``custom_imports=dict(imports=['mmsniper'])``), plain ``torch.load``.
 
-What (the design, in five lines):
+This module is only the fallback for other files (e.g. a checkpoint holding
+an ``argparse.Namespace``). ``tools/train.py`` / ``tools/test.py`` run
+inside :func:`trusted_checkpoint_loading`, which swaps mmengine's local-file
+loader for :func:`load_local_checkpoint` and restores it on exit:
 
-1. ``tools/train.py`` and ``tools/test.py`` run inside
-   :func:`trusted_checkpoint_loading`, which swaps mmengine's *local-file*
-   checkpoint loader (``CheckpointLoader`` scheme ``''``,
-   ``load_from_local``) for a trust-aware one, and puts the original back on
-   exit. Nothing else in the process changes: no global ``torch.load``
-   patch, no ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``, no ``add_safe_globals``.
-2. Every local checkpoint is first loaded with ``weights_only=True``. Plain
-   weight files (e.g. model-zoo ``state_dict`` files) load this way from
-   anywhere, no trust needed.
-3. Only when that fails with torch's weights-only unpickling error, and
-   the file is *trusted*, it is loaded again with ``weights_only=False``,
-   and one WARNING line naming the file is logged.
-4. Trusted = the file lies (after resolving symlinks) under a trusted root
-   (the run's ``work_dir``, every ``--trust-checkpoint-dir DIR``, every
-   entry of ``$MMSNIPER_TRUSTED_CHECKPOINT_DIRS``, ``os.pathsep``-separated)
-   or the user named that very file on the command line
-   (``tools/train.py --resume PATH``, ``tools/test.py CONFIG CHECKPOINT``).
-5. Otherwise (e.g. a downloaded ``load_from`` outside those roots)
-   :class:`UntrustedCheckpointError` is raised, saying how to trust it.
+1. every local checkpoint is loaded with ``weights_only=True`` first;
+2. only if torch refuses it *and* the file is trusted is it loaded again
+   with ``weights_only=False``, with one WARNING line naming it;
+3. trusted = under a trusted root (the run's ``work_dir``,
+   ``--trust-checkpoint-dir DIR``, ``$MMSNIPER_TRUSTED_CHECKPOINT_DIRS``)
+   after resolving symlinks, or named on the command line
+   (``--resume PATH``, test.py's ``CHECKPOINT``; the user chose it for this
+   run, as they chose the config, which is code anyway);
+4. otherwise :class:`UntrustedCheckpointError` says how to trust it.
 
-Naming a file on the command line counts as trusting it: the user chose
-that file for this very run, just as they chose the config, which is
-arbitrary Python that the tools execute anyway. A path that only appears
-inside a config (``load_from``, a ``Pretrained`` ``init_cfg``) is not
-trusted by itself, because configs are often copied from elsewhere.
-
-Scope and limits: only local files go through this loader. Remote schemes
-(``http(s)://``, ``torchvision://``, ``open-mmlab://``...) keep mmengine's
-own loaders and torch's default. Outside our tools (e.g. a user calling
-``mmengine.runner.load_checkpoint`` from their own script) nothing changes
-unless they enter :func:`trusted_checkpoint_loading` themselves. torch's
-own switches keep their meaning: ``TORCH_FORCE_WEIGHTS_ONLY_LOAD=1`` still
-wins (the fallback then fails as torch would), and a user who exported
-``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` (torch's process-wide opt-out) is
-treated as trusting every file (the warning line is still logged).
+Remote schemes keep mmengine's loaders. torch's switches keep their meaning:
+``TORCH_FORCE_WEIGHTS_ONLY_LOAD=1`` wins, ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``
+counts as trusting every file (the warning is still logged).
 """
 import inspect
 import logging

@@ -11,11 +11,10 @@ from hypothesis import strategies as st
 from chip_test_utils import (COCO_SCALES, COCO_TRAIN_RANGES,
                              assert_chips_inside_image, clip_to_image,
                              contains)
-from mmsniper.chips import (assign_boxes_to_chips, candidate_chips,
-                            chip_driving_mask, compute_scale_factor,
-                            compute_scale_factors, generate_multiscale_chips,
-                            generate_positive_chips, generate_scale_chips,
-                            greedy_cover)
+from mmsniper.chips import (assign_boxes_to_chips, chip_driving_mask,
+                            compute_scale_factor, compute_scale_factors,
+                            generate_multiscale_chips,
+                            generate_positive_chips)
 from mmsniper.chips.negative import (generate_negative_chips,
                                      generate_negative_scale_chips,
                                      negative_proposal_mask,
@@ -31,25 +30,93 @@ def square_cluster(num, x0, y0, side=30.0, spacing=20.0):
     return np.stack([x1, y1, x1 + side, y1 + side], axis=1).astype(float)
 
 
+def brute_driving_mask(proposals, pos_chips, factor, valid_range,
+                       chip_size, stride, image_size):
+    """The spec's rule for proposals that drive negative chips, written out:
+    clipped to the image, sides >= 2 px, ``lo <= sqrt(w h) < hi``, each side
+    below ``(chip - stride - 1) / s`` unless the scaled image fits one chip
+    along that axis, and inside no positive chip."""
+    height, width = image_size
+    boxes = np.clip(np.asarray(proposals, float)[:, :4], 0,
+                    [width, height, width, height])
+    lo, hi = valid_range
+    lo = 0.0 if lo == -1 else lo
+    hi = np.inf if hi == -1 else hi
+    mask = []
+    limit = (chip_size - stride - 1) / factor
+    for x1, y1, x2, y2 in boxes:
+        w, h = x2 - x1, y2 - y1
+        ok = w >= 2 and h >= 2 and lo <= np.sqrt(w * h) < hi
+        ok = ok and (width * factor <= chip_size or w < limit)
+        ok = ok and (height * factor <= chip_size or h < limit)
+        ok = ok and not any(
+            c[0] <= x1 and c[1] <= y1 and x2 <= c[2] and y2 <= c[3]
+            for c in np.asarray(pos_chips, float).reshape(-1, 4))
+        mask.append(bool(ok))
+    return np.array(mask, dtype=bool)
+
+
+def brute_axis(extent, chip_size, stride):
+    """Chip origins and ends along one axis: 0, stride, ... below the last
+    origin, then the chip flush with the far edge; one truncated chip when
+    the extent fits."""
+    last = extent - chip_size
+    if last <= 1e-6:
+        return [0.0], [extent]
+    origins = [k * stride for k in range(int(last // stride) + 1)
+               if k * stride < last - 1e-6] + [last]
+    return origins, [o + chip_size for o in origins[:-1]] + [extent]
+
+
 def recompute_scale(proposals, pos_chips, image_size, factor, valid_range,
                     chip_size, stride, min_proposals):
-    """Brute-force negative chips of one scale from the public helpers.
+    """Brute-force negative chips of one scale, independent of the code
+    under test: greedy cover of the driving proposals on the raster-ordered
+    candidate grid (most uncovered proposals first, lowest raster index on
+    ties), each driving proposal assigned to the chosen chip of largest
+    intersection over its area (a containing chip first, lowest index on
+    ties), chips holding more than ``min_proposals`` kept.
 
     Returns the expected kept chips, the driving proposals (clipped) and
     the full list of chips the greedy cover chose.
     """
     height, width = image_size
-    mask = negative_proposal_mask(proposals, pos_chips, factor, valid_range,
-                                  chip_size, stride, image_size)
+    mask = brute_driving_mask(proposals, pos_chips, factor, valid_range,
+                              chip_size, stride, image_size)
     driving = clip_to_image(np.asarray(proposals, float)[:, :4],
                             image_size)[mask]
-    candidates = candidate_chips((height * factor, width * factor), chip_size,
-                                 stride)
-    picks = greedy_cover(candidates, driving * factor)
-    chosen = np.minimum(candidates[picks] / factor, [width, height] * 2)
-    assigned = assign_boxes_to_chips(driving, chosen)
-    counts = np.bincount(assigned[assigned >= 0], minlength=len(chosen))
-    return chosen[counts > min_proposals], driving, chosen
+    xs, xe = brute_axis(width * factor, chip_size, stride)
+    ys, ye = brute_axis(height * factor, chip_size, stride)
+    grid = np.array([[x0, y0, x1, y1] for y0, y1 in zip(ys, ye)
+                     for x0, x1 in zip(xs, xe)])
+    scaled = driving * factor
+    holds = ((grid[:, None, 0] <= scaled[None, :, 0])
+             & (grid[:, None, 1] <= scaled[None, :, 1])
+             & (scaled[None, :, 2] <= grid[:, None, 2])
+             & (scaled[None, :, 3] <= grid[:, None, 3]))
+    uncovered = np.ones(len(driving), bool)
+    picks = []
+    while True:
+        counts = (holds & uncovered).sum(axis=1)
+        if not len(counts) or counts.max() == 0:
+            break
+        best = int(np.flatnonzero(counts == counts.max())[0])
+        picks.append(best)
+        uncovered &= ~holds[best]
+    chosen = np.minimum(grid[picks].reshape(-1, 4) / factor,
+                        [width, height] * 2)
+    kept_counts = np.zeros(len(chosen), int)
+    for box in driving:
+        area = (box[2] - box[0]) * (box[3] - box[1])
+        scores = []
+        for chip in chosen:
+            iw = min(box[2], chip[2]) - max(box[0], chip[0])
+            ih = min(box[3], chip[3]) - max(box[1], chip[1])
+            ratio = max(iw, 0) * max(ih, 0) / area
+            scores.append(ratio + 2.0 * contains(chip, box, 0))
+        if scores and max(scores) > 0:
+            kept_counts[int(np.argmax(scores))] += 1
+    return chosen[kept_counts > min_proposals], driving, chosen
 
 
 def check_scale_invariants(chips, proposals, pos_chips, image_size, factor,
@@ -61,12 +128,11 @@ def check_scale_invariants(chips, proposals, pos_chips, image_size, factor,
     assert_chips_inside_image(chips, image_size, factor, chip_size)
     # the driving proposals: valid like GT at this scale (so in range) and
     # entirely inside no positive chip
-    mask = negative_proposal_mask(proposals, pos_chips, factor, valid_range,
-                                  chip_size, stride, image_size)
-    valid = chip_driving_mask(
-        np.asarray(proposals)[:, :4], factor, valid_range, chip_size, stride,
-        image_size)
-    assert not (mask & ~valid).any()
+    mask = brute_driving_mask(proposals, pos_chips, factor, valid_range,
+                              chip_size, stride, image_size)
+    np.testing.assert_array_equal(
+        negative_proposal_mask(proposals, pos_chips, factor, valid_range,
+                               chip_size, stride, image_size), mask)
     driving = clip_to_image(np.asarray(proposals)[:, :4], image_size)[mask]
     pos_chips = np.asarray(pos_chips, dtype=float).reshape(-1, 4)
     for box in driving:
@@ -193,6 +259,11 @@ class TestNegativeProposalMask:
                                     (0.5, (120, -1))):
             mask = negative_proposal_mask(proposals, np.zeros((0, 4)), factor,
                                           valid_range, 512, 32, (800, 1000))
+            expected = brute_driving_mask(proposals, np.zeros((0, 4)),
+                                          factor, valid_range, 512, 32,
+                                          (800, 1000))
+            assert 0 < expected.sum() < len(expected)
+            np.testing.assert_array_equal(mask, expected)
             np.testing.assert_array_equal(
                 mask,
                 chip_driving_mask(proposals, factor, valid_range, 512, 32,
@@ -410,26 +481,11 @@ class TestGenerateNegativeChips:
             args = (setup['proposals'], setup['pos_chips'][index], image_size,
                     factors[index], setup['valid_ranges'][index],
                     setup['chip_size'], setup['stride'], thresholds[index])
-            driving = check_scale_invariants(chips, *args)
-            # recompute: the cover of the driving proposals, each assigned
-            # to its best chosen chip; the kept chips hold more than the
-            # threshold and contain the proposals assigned to them
-            chosen = generate_scale_chips(driving, image_size, factors[index],
-                                          setup['valid_ranges'][index],
-                                          setup['chip_size'],
-                                          setup['stride']).chips
-            assigned = assign_boxes_to_chips(driving, chosen)
-            counts = np.bincount(
-                assigned[assigned >= 0], minlength=len(chosen))
-            keep = counts > thresholds[index]
-            np.testing.assert_array_equal(chips, chosen[keep])
-            for box, chip_id in zip(driving, assigned):
-                if chip_id >= 0 and keep[chip_id]:
-                    assert contains(chosen[chip_id], box)
+            check_scale_invariants(chips, *args)
             # a brute-force cover on the whole candidate grid agrees
             height, width = image_size
             if (height * factors[index] / setup['stride']) * (
-                    width * factors[index] / setup['stride']) < 4e3:
+                    width * factors[index] / setup['stride']) < 2e4:
                 expected, _, _ = recompute_scale(*args)
                 assert len(chips) == len(expected)
                 np.testing.assert_allclose(chips, expected, atol=1e-6)
@@ -501,9 +557,24 @@ class TestBadInputs:
                     (0, 4)), (480, 640), 1.0, (-1, -1))
 
     def test_nan_score_is_ignored(self):
-        proposals = np.hstack(
-            [square_cluster(3, 10, 10), [[np.nan], [0.5], [1.0]]])
-        assert [len(c) for c in self._call(proposals=proposals)] == [0, 0, 0]
+        """Scores play no part in mining: a NaN score neither drops the
+        proposal nor raises. 11 proposals make a chip above a threshold of
+        10 only if none of them is dropped."""
+        boxes = square_cluster(11, 600, 300)
+        scores = np.linspace(0.1, 1.0, 11)[:, None]
+        scores[4] = np.nan
+        for proposals in (boxes, np.hstack([boxes, scores])):
+            chips = generate_negative_scale_chips(
+                proposals, np.zeros((0, 4)), (1200, 1600), 1.0, (-1, 80),
+                min_proposals=10)
+            assert chips.shape == (1, 4)
+            assert all(contains(chips[0], box) for box in boxes)
+            per_scale = generate_negative_chips(
+                proposals, [np.zeros((0, 4))], (1200, 1600), [1.0],
+                [(-1, 80)], min_proposals=10)
+            np.testing.assert_array_equal(per_scale[0], chips)
+            assert negative_proposal_mask(proposals, np.zeros((0, 4)), 1.0,
+                                          (-1, 80), 512, 32).all()
 
     @pytest.mark.parametrize('pos_chips, match', [
         ([np.zeros((0, 4))] * 2, r'2 pos_chips entries for 3 scales'),
@@ -576,11 +647,59 @@ def test_reference_coco_setup_is_plausible():
     dense = generate_negative_chips(
         np.concatenate([spread, cluster]), pos_chips, image_size, COCO_SCALES,
         COCO_TRAIN_RANGES)
-    assert len(sparse[0]) == 0 and len(dense[0]) >= 1
-    assert any(
-        all(contains(chip, box) for box in cluster) for chip in dense[0])
-    assert len(sparse[1]) >= 1
+    assert [len(chips) for chips in sparse] == [0, 11, 1]
+    assert [len(chips) for chips in dense] == [1, 11, 1]
+    assert all(contains(dense[0][0], box) for box in cluster)
+    # the brute-force rule gives the same chips
+    factors = compute_scale_factors(COCO_SCALES, image_size)
+    for k, (factor, valid_range, threshold) in enumerate(
+            zip(factors, COCO_TRAIN_RANGES, (25, 10, 10))):
+        expected, _, _ = recompute_scale(spread, pos_chips[k], image_size,
+                                         factor, valid_range, 512, 32,
+                                         threshold)
+        np.testing.assert_allclose(sparse[k], expected, atol=1e-6)
     # coarsest: the whole image (long side 512) is the only chip
     factor = compute_scale_factor(COCO_SCALES[2], image_size)
     assert factor * 2000 == pytest.approx(512)
     np.testing.assert_allclose(sparse[2], [[0, 0, 2000, 1500]])
+
+
+# -- lower_bound_scales ------------------------------------------------------
+
+
+class TestLowerBoundScales:
+    """``'all'`` (spec): proposals below a scale's range never drive its
+    negative chips. ``'coarsest'`` (the authors' code, box_assigner in
+    lib/data_utils/data_workers.py): only the coarsest scale has a lower
+    bound."""
+    SCALES = (2.0, 1.0, 0.5)
+    RANGES = ((16, 64), (32, 160), (24, -1))
+    IMAGE = (1200, 1600)
+
+    def _chips(self, proposals, lower_bound_scales):
+        return generate_negative_chips(
+            proposals, [np.zeros((0, 4))] * 3, self.IMAGE, self.SCALES,
+            self.RANGES, chip_size=256, min_proposals=10,
+            lower_bound_scales=lower_bound_scales)
+
+    def test_small_proposals_drive_only_below_the_coarsest_scale(self):
+        # 12 proposals of side 10 (sqrt-area 10): below every lower bound.
+        small = square_cluster(12, 600, 300, side=10.0, spacing=12.0)
+        assert [len(c) for c in self._chips(small, 'all')] == [0, 0, 0]
+        chips = self._chips(small, 'coarsest')
+        assert [len(c) for c in chips] == [1, 1, 0]
+        for factor, scale_chips in zip(self.SCALES, chips[:2]):
+            assert all(contains(scale_chips[0], box) for box in small)
+            np.testing.assert_allclose(
+                (scale_chips[0, 2:] - scale_chips[0, :2]) * factor, 256)
+
+    def test_upper_bound_still_applies(self):
+        # side 100: above the finest range's hi (64), in range elsewhere.
+        large = square_cluster(12, 300, 300, side=100.0, spacing=12.0)
+        for rule in ('all', 'coarsest'):
+            assert [len(c) for c in self._chips(large, rule)] == [0, 1, 1]
+
+    def test_bad_value_is_named(self):
+        with pytest.raises(ValueError, match="lower_bound_scales must be "
+                           "'all' or 'coarsest', got 'finest'"):
+            self._chips(square_cluster(3, 0, 0), 'finest')

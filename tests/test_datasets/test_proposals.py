@@ -462,3 +462,161 @@ def test_clean_load_logs_info(tmp_path, caplog):
     records = [r for r in caplog.records if r.name == logger.name]
     assert [r.levelno for r in records] == [logging.INFO]
     assert '1 proposals used for 1/1 images' in records[0].getMessage()
+
+
+# ------------------------------------------- untrusted pickles (issue 7)
+
+
+class _Payload:
+    """Unpickling it runs a shell command that writes a marker file."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+        return (os.system, (f'touch {self.marker}', ))
+
+
+class _EvalPayload:
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (eval, (f'open({self.marker!r}, "w").close()', ))
+
+
+@pytest.mark.parametrize('payload', [_Payload, _EvalPayload])
+@pytest.mark.parametrize('protocol', [2, pickle.HIGHEST_PROTOCOL])
+def test_payload_in_a_proposal_pickle_does_not_run(tmp_path, infos, payload,
+                                                   protocol):
+    """Before: load_proposals pickle.load-ed the file and the payload ran;
+    now it is refused, naming the file and the global, and only trust=True
+    runs it."""
+    marker = tmp_path / 'PWNED'
+    path = tmp_path / 'crafted.pkl'
+    raw = {'train2017/a.jpg': _entry([[1, 1, 9, 9]], [0.5],
+                                     note=payload(marker))}
+    path.write_bytes(pickle.dumps(raw, protocol=protocol))
+    with pytest.raises(ProposalFileError) as e:
+        load_proposals(str(path), infos, logger=QUIET)
+    assert not marker.exists()
+    msg = str(e.value)
+    assert str(path) in msg and 'trust=True' in msg
+    # protocol 2 spells builtins '__builtin__'
+    assert ('posix.system' if payload is _Payload else 'builtin') in msg
+    assert 'system' in msg or '.eval' in msg
+    # the switch is the only way it runs
+    load_proposals(str(path), infos, trust=True, logger=QUIET)
+    assert marker.exists()
+
+
+def test_payload_in_tensor_storage_does_not_run(tmp_path, infos):
+    """A plain-pickled tensor keeps its storage as a torch.save archive,
+    which torch's own _load_from_bytes reads with weights_only=False."""
+    import io
+    marker = tmp_path / 'PWNED'
+    buf = io.BytesIO()
+    torch.save(_Payload(marker), buf)
+
+    class Storage:  # pickles as torch.storage._load_from_bytes(archive)
+
+        def __reduce__(self):
+            import torch.storage as ts
+            return (ts._load_from_bytes, (buf.getvalue(), ))
+
+    path = tmp_path / 'crafted.pkl'
+    path.write_bytes(
+        pickle.dumps({'train2017/a.jpg': dict(bboxes=Storage(), scores=[1])}))
+    with pytest.raises(ProposalFileError, match='crafted.pkl'):
+        load_proposals(str(path), infos, logger=QUIET)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize('protocol', [2, pickle.HIGHEST_PROTOCOL])
+def test_safe_loader_reads_what_mmdet_and_our_tools_write(
+        tmp_path, infos, protocol):
+    """DumpProposals (InstanceData + numpy), tools/test.py --out (dicts of
+    tensors), numpy scalars, empty arrays, mmengine.dump (protocol 2)."""
+    import mmengine
+    a = InstanceData()
+    a.bboxes = _boxes([1, 2, 30, 40])
+    a.scores = np.array([0.9], np.float32)
+    keyed = {
+        'train2017/a.jpg': a,
+        'train2017/b.jpg': _entry(np.zeros((0, 4)), [], img_id=np.int64(2)),
+    }
+    path = tmp_path / f'keyed{protocol}.pkl'
+    path.write_bytes(pickle.dumps(keyed, protocol=protocol))
+    props, _ = load_proposals(str(path), infos, logger=QUIET)
+    assert props.ptr.tolist() == [0, 1, 1, 1, 1, 1]
+    mmengine.dump(keyed, str(tmp_path / 'mm.pkl'))
+    props, _ = load_proposals(str(tmp_path / 'mm.pkl'), infos, logger=QUIET)
+    assert props.ptr.tolist() == [0, 1, 1, 1, 1, 1]
+    results = [
+        dict(
+            img_id=3,
+            img_path='data/other/img/c.jpg',
+            pred_instances=dict(
+                bboxes=torch.tensor([[1., 1., 5., 5.]]),
+                scores=torch.tensor([0.4]),
+                labels=torch.tensor([0])))
+    ]
+    path = tmp_path / f'results{protocol}.pkl'
+    path.write_bytes(pickle.dumps(results, protocol=protocol))
+    props, report = load_proposals(str(path), infos, logger=QUIET)
+    assert report['format'] == 'mmdet_results'
+    np.testing.assert_array_equal(props.get(2)[0], [[1, 1, 5, 5]])
+
+
+# ------------------------------------- another dataset's file (issue 7)
+
+
+def test_foreign_ids_not_matched_by_bare_file_name(tmp_path, infos, caplog):
+    """Before: an entry with an unknown img_id was matched by its bare file
+    name and the summary was INFO; now it is not matched (counted unknown)
+    and the summary is a WARNING with the counts and examples."""
+    raw = {
+        'train2017/a.jpg': _entry([[1, 1, 9, 9]], [0.5], img_id=1),
+        # another dataset's c.jpg: foreign id, only the file name in common
+        'voc/JPEGImages/c.jpg': _entry([[2, 2, 8, 8]], [0.6], img_id=777),
+        # foreign id but the same <parent>/<file>: matched, counted
+        'train2017/b.jpg': _entry([[3, 3, 7, 7]], [0.7], img_id=778),
+    }
+    logger = logging.getLogger('mmsniper-test-foreign')
+    with caplog.at_level(logging.INFO, logger=logger.name):
+        props, report = load_proposals(
+            _pkl(tmp_path, raw), infos, logger=logger)
+    assert len(props.get(2)[0]) == 0  # c.jpg got nothing
+    np.testing.assert_array_equal(props.get(1)[0], [[3, 3, 7, 7]])
+    assert report['unknown_entries'] == 1
+    assert report['id_unknown'] == 1
+    assert report['matched_by'] == dict(
+        id=1, path=0, key=1, basename=0, order=0)
+    (record, ) = [r for r in caplog.records if r.name == logger.name]
+    assert record.levelno == logging.WARNING
+    text = record.getMessage()
+    assert '1 entries for images not in the dataset' in text
+    assert '1 entries with an unknown img_id matched by path' in text
+    assert 'voc/JPEGImages/c.jpg' in text
+
+
+def test_file_with_only_foreign_ids_raises(tmp_path, infos):
+    """Every file name coincides, no id does: another dataset's file."""
+    raw = {
+        'train2017/a.jpg': _entry([[1, 1, 9, 9]], [0.5], img_id=101),
+        'train2017/b.jpg': _entry([[1, 1, 9, 9]], [0.5], img_id=102),
+    }
+    path = _pkl(tmp_path, raw)
+    with pytest.raises(ProposalFileError, match='none of the 2 img_ids') as e:
+        load_proposals(path, infos, logger=QUIET)
+    assert path in str(e.value) and 'ignore_ids=True' in str(e.value)
+    props, report = load_proposals(
+        path, infos, ignore_ids=True, logger=QUIET)
+    assert report['matched_by']['key'] == 2
+    assert props.ptr.tolist() == [0, 1, 2, 2, 2, 2]
+    results = [dict(img_id=101, img_path='x/train2017/a.jpg',
+                    bboxes=_boxes([1, 1, 2, 2]), scores=np.ones(1))]
+    with pytest.raises(ProposalFileError, match='none of the 1 img_ids'):
+        load_proposals(_pkl(tmp_path, results, 'r.pkl'), infos, logger=QUIET)

@@ -85,11 +85,200 @@ def test_crowd_boxes_never_drive_chips(tmp_path):
 
 
 def test_images_without_boxes_give_no_chips(tmp_path):
-    images = random_images(2, seed=3, max_boxes=5)
-    images.append(dict(file_name='empty.jpg', width=900, height=700))
+    images = [
+        dict(file_name='a.jpg', width=800, height=600,
+             boxes=[[10, 10, 30, 30]]),
+        dict(file_name='b.jpg', width=800, height=600,
+             boxes=[[400, 300, 520, 420]]),
+        dict(file_name='empty.jpg', width=900, height=700),
+    ]
     ds = build(tmp_path, images)
-    assert 2 not in set(ds.chip_table(0).img_idx.tolist())
-    assert ds.chip_stats()['images_without_chips'] >= 1
+    assert sorted(set(ds.chip_table(0).img_idx.tolist())) == [0, 1]
+    assert ds.chip_stats()['images_without_chips'] == 1
+
+
+def test_every_chip_gets_the_factor_of_its_own_scale(tmp_path):
+    """Bug 4 of issue 13: each row's ``sniper_chip['scale_factor']``, checked
+    against the factor computed here (2.0, 1.0, 512 / long side)."""
+    images = random_images(8, seed=21, min_size=700, max_size=1600,
+                           max_boxes=30)
+    ds = build(tmp_path, images)
+    table = ds.chip_table(0)
+    assert set(table.scale_idx.tolist()) == {0, 1, 2}
+    for row in range(len(table)):
+        info = ds.get_data_info(row)
+        chip = info['sniper_chip']
+        img = images[int(table.img_idx[row])]
+        expected = (2.0, 1.0, 512 / max(img['width'], img['height']))[
+            int(table.scale_idx[row])]
+        assert chip['scale_idx'] == table.scale_idx[row]
+        assert chip['scale_factor'] == pytest.approx(expected, rel=1e-12)
+        assert chip['valid_range'] == RANGES[chip['scale_idx']]
+        np.testing.assert_array_equal(chip['box'], table.boxes[row])
+
+
+def test_chip_stats_pixel_figures(tmp_path):
+    """One 20 px box per image: valid only at the finest scale (2.0), so
+    one chip each; the figures by hand."""
+    images = [
+        dict(file_name='a.jpg', width=1000, height=800,
+             boxes=[[100, 100, 120, 120]]),
+        dict(file_name='b.jpg', width=600, height=400,
+             boxes=[[50, 50, 70, 70]]),
+    ]
+    stats = build(tmp_path, images).chip_stats()
+    assert stats['num_images'] == 2
+    assert stats['num_chips'] == stats['num_positive_chips'] == 2
+    assert stats['chips_per_scale'] == [2, 0, 0]
+    assert stats['chips_per_image'] == 1.0
+    assert stats['images_without_chips'] == 0
+    assert stats['chip_pixels_per_image'] == 256 * 256
+    # the whole image at 2.0: (1000 * 2) (800 * 2) and (600 * 2) (400 * 2)
+    assert stats['finest_scale_pixels_per_image'] == pytest.approx(
+        (2000 * 1600 + 1200 * 800) / 2)
+    # 800 x 1333 resize: factor 1 for 1000 x 800, 2 for 600 x 400
+    assert stats['resize_800x1333_pixels_per_image'] == pytest.approx(
+        (1000 * 800 + 1200 * 800) / 2)
+    assert stats['num_negative_chips_mined'] == 0
+    assert stats['negative_chips_per_epoch'] == 0
+
+
+@pytest.mark.parametrize('kwargs, match', [
+    (dict(stride=255), r'stride=255 yields no chips with chip_size=256'),
+    # a stride above the chip size: caught by the settings check first
+    (dict(stride=300), r'chip_size = 256 is not larger than '
+     r'SniperChipDataset\.stride = 300'),
+    (dict(stride_jitter=(200, 300)), r'chip_size = 256 is not larger than '
+     r'SniperChipDataset\.stride_jitter = \(200, 300\)'),
+    (dict(stride_jitter=(200, 255)),
+     r'no GT is valid at any scale.*stride_jitter=\(200, 255\) against '
+     r'chip_size=256'),
+])
+def test_settings_without_room_for_any_gt_are_refused(
+        tmp_path, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        build(tmp_path, random_images(2, seed=8), **kwargs)
+
+
+def test_no_valid_gt_anywhere_is_refused_at_build(tmp_path):
+    images = [dict(file_name='a.jpg', width=800, height=600,
+                   boxes=[[10, 10, 30, 30], [100, 100, 130, 120]])]
+    # sqrt-areas 20 and 24.5: in no range
+    with pytest.raises(ValueError, match=r'no chips from 1 images with 2 GT '
+                       r'boxes: no GT is valid at any scale\. Change '
+                       r'valid_ranges=\(\(100, 200\), \(300, -1\)\)'):
+        build(tmp_path, images, scales=(1.0, 0.5),
+              valid_ranges=((100, 200), (300, -1)))
+    with pytest.raises(ValueError, match='hold no usable GT box'):
+        build(tmp_path, [dict(file_name='e.jpg', width=80, height=60)])
+
+
+def test_absurd_declared_size_is_refused(tmp_path):
+    images = [dict(file_name='ok.jpg', width=800, height=600,
+                   boxes=[[10, 10, 30, 30]]),
+              dict(file_name='corrupt.jpg', width=1_000_000_000, height=480,
+                   boxes=[[10, 10, 30, 30]])]
+    with pytest.raises(ValueError, match=r'corrupt\.jpg declares '
+                       r'width=1000000000 .*above max_image_pixels=2\.5e\+09'
+                       r'.*max_image_pixels=\.\.\.'):
+        build(tmp_path, images)
+    # the bound is configurable: a 800 x 600 image against 4e5 and 5e5 px
+    with pytest.raises(ValueError, match=r'ok\.jpg declares width=800'):
+        build(tmp_path, images[:1], max_image_pixels=4e5)
+    assert len(build(tmp_path, images[:1], max_image_pixels=5e5)) == 1
+    with pytest.raises(ValueError, match='max_image_pixels must be positive'):
+        build(tmp_path, images[:1], max_image_pixels=0)
+
+
+def test_lower_bound_scales_coarsest_validates_small_gt(tmp_path):
+    """At scale 1 (range 32..160) a 40 px GT drives a chip; a 20 px GT
+    beside it is valid there only with lower_bound_scales='coarsest'. At the
+    coarsest scale (range 120..) a small GT stays invalid either way."""
+    images = [dict(file_name='a.jpg', width=1600, height=1200,
+                   boxes=[[400, 400, 440, 440], [300, 300, 320, 320],
+                          [900, 600, 1050, 750], [1500, 1100, 1510, 1110]])]
+    spec = build(tmp_path, images)
+    code = build(tmp_path, images, lower_bound_scales='coarsest')
+    for ds, small_valid in ((spec, False), (code, True)):
+        table = ds.chip_table(0)
+        np.testing.assert_array_equal(table.boxes, spec.chip_table(0).boxes)
+        per_scale = {
+            k: sorted(int(g) for r in np.flatnonzero(table.scale_idx == k)
+                      for g in table.valid_gt(r))
+            for k in range(3)
+        }
+        # finest (range -1..64): GT 0, 1 and 3 drive chips in both
+        assert per_scale[0] == [0, 1, 3]
+        assert per_scale[1] == ([0, 1, 2] if small_valid else [0, 2])
+        # coarsest: only the 150 px GT (2); the small ones never
+        assert per_scale[2] == [2]
+    assert repr(code).endswith("lower_bound_scales='coarsest')")
+    with pytest.raises(ValueError, match='lower_bound_scales'):
+        build(tmp_path, images, lower_bound_scales='none')
+
+
+def test_lazy_init_defers_loading_and_chips(tmp_path, monkeypatch):
+    images = random_images(3, seed=9, max_boxes=10)
+    calls = []
+    original = SniperChipDataset._collect_image_gt
+
+    def counting(self):
+        calls.append(1)
+        return original(self)
+
+    monkeypatch.setattr(SniperChipDataset, '_collect_image_gt', counting)
+    eager = build(tmp_path, images)
+    assert len(calls) == 1
+    lazy = build(tmp_path, images, lazy_init=True)
+    assert len(calls) == 1 and lazy._image_gt is None
+    assert len(lazy) == len(eager)
+    assert len(calls) == 2
+    np.testing.assert_array_equal(lazy.chip_table(0).boxes,
+                                  eager.chip_table(0).boxes)
+    lazy.full_init()
+    assert len(calls) == 2
+
+
+def test_num_proc_gives_the_serial_tables(tmp_path):
+    images = random_images(12, seed=10, max_boxes=20)
+    serial = build(tmp_path, images, stride_jitter=(16, 48), num_proc=1)
+    forked = build(tmp_path, images, stride_jitter=(16, 48), num_proc=2)
+    for epoch in (0, 3):
+        left, right = serial.chip_table(epoch, 5), forked.chip_table(epoch, 5)
+        assert len(left) > 12
+        for name in ('img_idx', 'scale_idx', 'boxes', 'is_negative',
+                     'gt_ptr', 'gt_index'):
+            np.testing.assert_array_equal(getattr(left, name),
+                                          getattr(right, name))
+
+
+def test_max_refetch_retries_then_names_the_pipeline(tmp_path):
+    images = random_images(3, seed=13, max_boxes=10)
+
+    class NoneFirst:
+        """Returns None for the first ``misses`` calls."""
+
+        def __init__(self, misses):
+            self.misses = misses
+            self.seen = []
+
+        def __call__(self, results):
+            self.seen.append(results['sniper_chip']['box'].tolist())
+            if len(self.seen) <= self.misses:
+                return None
+            return results
+
+    ds = build(tmp_path, images, max_refetch=2)
+    ds.pipeline = NoneFirst(2)
+    out = ds[0]
+    assert len(ds.pipeline.seen) == 3
+    assert out['sniper_chip']['box'].tolist() == ds.pipeline.seen[-1]
+    ds.pipeline = NoneFirst(3)
+    with pytest.raises(RuntimeError,
+                       match='the pipeline returned None for 3 chips in a '
+                       'row'):
+        ds[0]
+    assert len(ds.pipeline.seen) == 3
 
 
 def test_degenerate_boxes_warn_or_raise(tmp_path):
@@ -128,7 +317,7 @@ def test_degenerate_boxes_warn_or_raise(tmp_path):
 
 
 def test_bad_arguments_are_named(tmp_path):
-    with pytest.raises(ValueError, match='valid_ranges'):
+    with pytest.raises(ValueError, match='3 scales but 2 valid_ranges'):
         build(tmp_path, random_images(1), valid_ranges=RANGES[:2])
     with pytest.raises(ValueError, match='stride_jitter'):
         build(tmp_path, random_images(1), stride_jitter=(60, 56))

@@ -1,10 +1,16 @@
-"""Trust-aware checkpoint loading (mmsniper.utils.checkpoint).
+"""Checkpoint loading: the weights-only allow-list that ``import mmsniper``
+adds (mmsniper._safe_globals) and the trust fallback for other checkpoints
+(mmsniper.utils.checkpoint).
 
-Unit tests run in-process; the last test drives ``tools/train.py`` with a
-``load_from`` checkpoint outside every trusted root.
+Unit tests run in-process; subprocess tests check a fresh interpreter; the
+last test drives ``tools/train.py`` with a ``load_from`` checkpoint outside
+every trusted root.
 """
+import argparse
 import os
 import pickle
+import subprocess
+import sys
 from collections import OrderedDict
 from pathlib import Path
 
@@ -23,15 +29,21 @@ from mmsniper.utils import (TRUSTED_DIRS_ENV, CheckpointTrustPolicy,
 import tiny_coco as tc
 
 
-def _mmengine_like_checkpoint(path: Path, model=None) -> Path:
+def _mmengine_like_checkpoint(path: Path, model=None, extra=None) -> Path:
     """What CheckpointHook writes, in miniature: weights plus non-tensor
-    state (the HistoryBuffer of the brief's error, numpy arrays)."""
+    state (the HistoryBuffer of the brief's error, numpy arrays), plus an
+    ``argparse.Namespace`` (as other tools' checkpoints hold), which no
+    allow-list admits: only the trust fallback loads it."""
     model = torch.nn.Linear(3, 2) if model is None else model
     buf = HistoryBuffer()
     buf.update(1.5)
     torch.save(
         dict(
-            meta=dict(epoch=0, iter=2, seed=0),
+            meta=dict(
+                epoch=0,
+                iter=2,
+                seed=0,
+                args=argparse.Namespace(lr=0.1) if extra is None else extra),
             state_dict=OrderedDict(model.state_dict()),
             message_hub=dict(
                 log_scalars={'train/loss': buf},
@@ -69,15 +81,15 @@ def test_runs_the_checkout_copy():
     assert Path(ckpt_mod.__file__).resolve().is_relative_to(repo)
 
 
-def test_default_torch_load_fails_as_in_the_brief(tmp_path, no_env_roots):
-    """Guard: what this module works around is real on this torch."""
+def test_other_globals_still_fail_weights_only(tmp_path, no_env_roots):
+    """Guard: what the trust fallback is for is real on this torch."""
     path = _mmengine_like_checkpoint(tmp_path / 'ckpt.pth')
     if digit_version(torch.__version__) < digit_version('2.6.0'):
         pytest.skip('torch < 2.6 does not default to weights_only=True')
     with pytest.raises(pickle.UnpicklingError) as err:
         torch.load(path)
     assert is_weights_only_error(err.value)
-    assert 'HistoryBuffer' in str(err.value)
+    assert 'argparse.Namespace' in str(err.value)
 
 
 def test_weights_only_file_loads_from_anywhere(tmp_path, no_env_roots,
@@ -100,7 +112,7 @@ def test_untrusted_full_checkpoint_raises_clear_error(tmp_path, no_env_roots):
     assert f'--trust-checkpoint-dir {outside}' in msg
     assert f'{TRUSTED_DIRS_ENV}={outside}' in msg
     assert 'trusted already' in msg
-    assert 'mmengine.logging.history_buffer.HistoryBuffer' in msg
+    assert 'argparse.Namespace' in msg
     assert is_weights_only_error(err.value.__cause__)
 
 
@@ -246,3 +258,103 @@ def test_load_from_outside_trusted_roots_via_train_py(tmp_path):
     assert f'Load checkpoint from {ckpt}' in log
     assert (work_dir / 'iter_1.pth').is_file()
     print(f'trusted load_from run: {res.seconds:.1f}s')
+
+
+# ------------------------------------ weights-only allow-list (issue 7)
+
+NEEDS_WEIGHTS_ONLY = pytest.mark.skipif(
+    digit_version(torch.__version__) < digit_version('2.6.0'),
+    reason='torch < 2.6 does not default to weights_only=True')
+
+
+@NEEDS_WEIGHTS_ONLY
+def test_mmengine_checkpoint_loads_weights_only(tmp_path, no_env_roots):
+    """HistoryBuffer, its statistic methods, numpy arrays and scalars."""
+    buf = HistoryBuffer()
+    for v in (1.0, 3.0):
+        buf.update(v)
+    path = tmp_path / 'ckpt.pth'
+    torch.save(
+        dict(
+            state_dict=torch.nn.Linear(3, 2).state_dict(),
+            message_hub=dict(
+                log_scalars={'train/loss': buf},
+                runtime_info=dict(
+                    arr=np.arange(3),
+                    f32=np.float32(0.5),
+                    i64=np.int64(7),
+                    b=np.array([True])))), path)
+    ckpt = torch.load(path)  # torch's default: weights_only=True
+    loaded = ckpt['message_hub']['log_scalars']['train/loss']
+    assert isinstance(loaded, HistoryBuffer)
+    assert loaded.mean() == 2.0 and loaded.max() == 3.0
+    assert loaded.statistics('min') == 1.0
+    info = ckpt['message_hub']['runtime_info']
+    assert info['arr'].tolist() == [0, 1, 2] and info['i64'] == 7
+
+
+def _fresh_python(code, tmp_path):
+    env = tc.tool_env(PYTHONPATH=str(tc.REPO_ROOT))
+    proc = subprocess.run([sys.executable, '-c', code],
+                          cwd=str(tmp_path),
+                          env=env,
+                          stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT,
+                          text=True,
+                          timeout=240)
+    return proc.returncode, proc.stdout
+
+
+@NEEDS_WEIGHTS_ONLY
+def test_allow_list_comes_with_import_mmsniper(tmp_path):
+    """Fresh interpreters: without mmsniper the brief's error; with
+    ``import mmsniper`` first (torch and mmengine imported after it) the
+    same file loads."""
+    buf = HistoryBuffer()
+    buf.update(1.0)
+    path = tmp_path / 'ckpt.pth'
+    torch.save(dict(log={'loss': buf}, arr=np.arange(2)), path)
+    load = (f'import torch\nimport mmengine\n'
+            f'c = torch.load({str(path)!r})\nprint("LOADED", c["arr"])\n')
+    rc, out = _fresh_python(load, tmp_path)
+    assert rc != 0 and 'HistoryBuffer' in out, out
+    rc, out = _fresh_python('import mmsniper\n' + load, tmp_path)
+    assert rc == 0 and 'LOADED [0 1]' in out, out
+
+
+class _SystemPayload:
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f'touch {self.marker}', ))
+
+
+class _GetattrPayload:
+    """getattr reaching past HistoryBuffer's statistic methods."""
+
+    def __init__(self, target, name):
+        self.target, self.name = target, name
+
+    def __reduce__(self):
+        return (getattr, (self.target, self.name))
+
+
+@NEEDS_WEIGHTS_ONLY
+def test_crafted_checkpoints_still_do_not_run(tmp_path, no_env_roots):
+    marker = tmp_path / 'PWNED'
+    path = tmp_path / 'evil.pth'
+    torch.save(dict(state_dict={}, meta=_SystemPayload(marker)), path)
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(path)
+    with pytest.raises(pickle.UnpicklingError):  # mmengine's loader too
+        _load_checkpoint(str(path), 'cpu')
+    assert not marker.exists()
+    for target, name in ((np.ndarray, 'tofile'), (HistoryBuffer, '__init__'),
+                         (HistoryBuffer, '__class__'), (np.ndarray, 'dump')):
+        torch.save(dict(x=_GetattrPayload(target, name)), path)
+        with pytest.raises(pickle.UnpicklingError):
+            torch.load(path)
+    torch.save(dict(x=_GetattrPayload(HistoryBuffer, 'mean')), path)
+    assert torch.load(path)['x'] is HistoryBuffer.mean

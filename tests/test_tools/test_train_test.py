@@ -56,8 +56,9 @@ def test_resume_continues_from_iter_2(trained):
     ckpt2 = work_dir / 'iter_2.pth'
     assert f'Auto resumed from the latest checkpoint {ckpt2}' in log
     assert 'resumed epoch: 0, iter: 2' in log
-    assert (f'Checkpoint {ckpt2} is not weights-only' in log
-            and f'trusted (under trusted dir {work_dir})' in log)
+    # the allow-list registered by ``import mmsniper`` loads it
+    # weights-only: the trust fallback is not needed
+    assert 'is not weights-only' not in log
     assert 'Iter(train) [3/3]' in log
     assert 'Iter(train) [1/3]' not in log
     assert (work_dir / 'iter_3.pth').is_file()
@@ -75,9 +76,8 @@ def test_test_py_evaluates_and_dumps(trained, tmp_path):
     assert WEIGHTS_ONLY_ERROR not in res.output
     assert 'bbox_mAP' in res.output
     assert 'coco/bbox_mAP:' in res.output
-    # the checkpoint argument counts as trusted: named on the command line
-    assert f'Checkpoint {ckpt} is not weights-only' in res.output
-    assert 'trusted (named on the command line)' in res.output
+    # loaded weights-only (allow-list), no trust fallback
+    assert 'is not weights-only' not in res.output
     with open(out, 'rb') as f:
         results = pickle.load(f)
     assert len(results) == 4
@@ -95,3 +95,32 @@ def test_amp_without_gpu_fails_early(tmp_path):
     assert 'config itself loaded fine' in res.stderr
     # nothing was built: no work dir, no runner
     assert not (tmp_path / 'wd').exists()
+
+
+def test_mmdet_init_detector_loads_the_checkpoint(trained, tmp_path):
+    """Before: on torch >= 2.6 mmdet's init_detector failed on our
+    checkpoint (HistoryBuffer is not weights-only safe). Now a config that
+    names mmsniper in custom_imports is enough, in a fresh interpreter that
+    never imports mmsniper itself."""
+    import subprocess
+    import sys
+    cfg = tmp_path / 'with_mmsniper.py'
+    cfg.write_text(f"_base_ = {str(trained['cfg'])!r}\n"
+                   "custom_imports = dict(imports=['mmsniper'], "
+                   "allow_failed_imports=False)\n")
+    ckpt = trained['work_dir'] / 'iter_2.pth'
+    code = ('import sys\n'
+            'from mmdet.apis import init_detector\n'
+            f'model = init_detector({str(cfg)!r}, {str(ckpt)!r}, '
+            "device='cpu')\n"
+            "print('LOADED', type(model).__name__, 'mmsniper' in sys.modules)")
+    proc = subprocess.run([sys.executable, '-c', code],
+                          cwd=str(tmp_path),
+                          env=tc.tool_env(PYTHONPATH=str(tc.REPO_ROOT)),
+                          stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT,
+                          text=True,
+                          timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert 'LOADED FasterRCNN True' in proc.stdout
+    assert WEIGHTS_ONLY_ERROR not in proc.stdout

@@ -4,7 +4,9 @@ import math
 from typing import Iterator, Optional, Sized
 
 import numpy as np
+import torch
 from mmengine.dist import get_dist_info, sync_random_seed
+from mmengine.logging import print_log
 from torch.utils.data import Sampler
 
 from mmdet.registry import DATA_SAMPLERS
@@ -19,8 +21,19 @@ class SniperChipSampler(Sampler):
     the dataset jitters them), shuffles them with ``seed + epoch``, and gives
     each rank a disjoint slice. It yields :class:`ChipIndex` tuples, which
     carry the chip itself, so dataloader workers (persistent ones included)
-    never hold a stale chip list. The order depends only on seed and epoch,
-    so a resumed run sees the same sequence.
+    never hold a stale chip list. The order depends only on seed and epoch.
+
+    Resuming: mmengine builds the dataloader (and this sampler, with the
+    runner's seed) before ``--resume`` restores the checkpoint's seed. When
+    the seed given is the one the runner has seeded torch with (the runner
+    passes ``seed=runner.seed`` and calls ``torch.manual_seed(runner.seed)``)
+    the sampler follows ``torch.initial_seed()`` until its first iteration,
+    so it takes up the restored seed and a resumed run draws the same chips
+    in the same order as the uninterrupted one, whether or not the config
+    sets ``randomness.seed``. A seed set in the sampler config that differs
+    from the runner's stays fixed. With ``randomness.diff_rank_seed=True``
+    mmengine gives samplers no seed; then set ``seed`` in the sampler config
+    to make resumed runs replay the order.
 
     Args:
         dataset (SniperChipDataset): The chip dataset.
@@ -47,15 +60,44 @@ class SniperChipSampler(Sampler):
         self.world_size = world_size
         self.dataset = dataset
         self.shuffle = shuffle
-        self.seed = sync_random_seed() if seed is None else seed
+        if seed is None:
+            self._seed = sync_random_seed()
+            self._follow_torch_seed = False
+        else:
+            self._seed = int(seed)
+            self._follow_torch_seed = self._seed == torch.initial_seed()
         self.round_up = round_up
         self.epoch = 0
 
+    @property
+    def seed(self) -> int:
+        """The shuffle seed (see the class notes on resuming)."""
+        if self._follow_torch_seed:
+            current = torch.initial_seed()
+            if current != self._seed:
+                print_log(
+                    f'SniperChipSampler: the runner was re-seeded (resumed '
+                    f'run): using its seed {current} instead of {self._seed}',
+                    logger='current')
+                self._seed = current
+        return self._seed
+
+    @seed.setter
+    def seed(self, value: int) -> None:
+        self._seed = int(value)
+        self._follow_torch_seed = False
+
     def _epoch_rows(self):
-        table = self.dataset.chip_table(self.epoch, self.seed)
+        seed = self.seed
+        table = self.dataset.chip_table(self.epoch, seed)
+        if not len(table):
+            raise RuntimeError(
+                f'SniperChipSampler: epoch {self.epoch} has no chips (seed '
+                f'{seed}); check the chip dataset\'s stride_jitter, scales '
+                'and valid_ranges')
         rows = np.arange(len(table))
         if self.shuffle:
-            rng = np.random.default_rng(self.seed + self.epoch)
+            rng = np.random.default_rng(seed + self.epoch)
             rows = rng.permutation(rows)
         if self.round_up and len(rows):
             total = math.ceil(len(rows) / self.world_size) * self.world_size
@@ -64,6 +106,8 @@ class SniperChipSampler(Sampler):
 
     def __iter__(self) -> Iterator[ChipIndex]:
         table, rows = self._epoch_rows()
+        # From the first draw on the seed is fixed.
+        self._follow_torch_seed = False
         for row in rows:
             yield table.index(row)
 

@@ -2,10 +2,14 @@
 import os.path as osp
 import pickle
 
+import multiprocessing
+
 import numpy as np
 import pytest
+import torch
 from sniper_test_utils import random_images, write_coco
 
+from mmsniper.datasets.samplers import sniper_chip_sampler
 from mmsniper.datasets.samplers.sniper_chip_sampler import SniperChipSampler
 from mmsniper.datasets.sniper_chip_dataset import SniperChipDataset
 
@@ -48,13 +52,136 @@ def test_two_ranks_see_every_chip_exactly_once(dataset):
     assert [len(s) for s in samplers] == [len(p) for p in seen]
 
 
+def table_keys(dataset, epoch=0, seed=None):
+    table = dataset.chip_table(epoch, seed)
+    return [key(table.index(i)) for i in range(len(table))]
+
+
 def test_round_up_gives_equal_shards_covering_all(dataset):
     samplers = ranks(dataset, 2)
     seen = [list(s) for s in samplers]
     assert len(seen[0]) == len(seen[1]) == len(samplers[0])
     merged = [key(c) for part in seen for c in part]
-    assert len(set(merged)) == len(dataset)
-    assert len(merged) - len(dataset) == 1
+    assert set(merged) == set(table_keys(dataset))
+    assert len(merged) == len(dataset) + 1
+    # the padding repeats the first chip of the permutation (rank 0's first)
+    assert merged.count(key(seen[0][0])) == 2
+
+
+def test_without_shuffle_ranks_take_the_table_in_order(dataset):
+    samplers = ranks(dataset, 2, shuffle=False, round_up=False)
+    keys = table_keys(dataset)
+    for rank, sampler in enumerate(samplers):
+        assert [key(c) for c in sampler] == keys[rank::2]
+    # the order is the same in every epoch (no jitter, no shuffle)
+    samplers[0].set_epoch(4)
+    assert [key(c) for c in samplers[0]] == keys[0::2]
+
+
+def test_rank_world_size_and_seed_come_from_mmengine(dataset, monkeypatch):
+    """Through get_dist_info and sync_random_seed, as in a 2-process run."""
+    seen = []
+    for rank in range(2):
+        monkeypatch.setattr(sniper_chip_sampler, 'get_dist_info',
+                            lambda rank=rank: (rank, 2))
+        monkeypatch.setattr(sniper_chip_sampler, 'sync_random_seed',
+                            lambda: 77)
+        sampler = SniperChipSampler(dataset, round_up=False)
+        assert (sampler.rank, sampler.world_size, sampler.seed) == (rank, 2,
+                                                                    77)
+        sampler.set_epoch(2)
+        seen.append([key(c) for c in sampler])
+    assert not set(seen[0]) & set(seen[1])
+    assert sorted(seen[0] + seen[1]) == sorted(table_keys(dataset, 2, 77))
+    rng = np.random.default_rng(77 + 2)
+    order = [table_keys(dataset, 2, 77)[i] for i in rng.permutation(
+        len(dataset))]
+    assert seen[0] == order[0::2] and seen[1] == order[1::2]
+
+
+def _gloo_worker(rank, init_file, ann_dir, out):
+    import torch.distributed as dist
+    dist.init_process_group('gloo', init_method=f'file://{init_file}',
+                            rank=rank, world_size=2)
+    ds = SniperChipDataset(
+        dict(type='CocoDataset', data_root=ann_dir, ann_file='ann.json',
+             data_prefix=dict(img=''), metainfo=dict(classes=('a', 'b')),
+             pipeline=[]), SCALES, RANGES, chip_size=256,
+        stride_jitter=(16, 48))
+    sampler = SniperChipSampler(ds, round_up=True)  # seed synced by rank 0
+    sampler.set_epoch(1)
+    out.put((rank, sampler.seed, [key(c) for c in sampler]))
+    dist.destroy_process_group()
+
+
+def test_two_gloo_processes_share_the_seed_and_split_the_chips(tmp_path):
+    write_coco(osp.join(tmp_path, 'ann.json'), random_images(5, seed=14))
+    ctx = multiprocessing.get_context('fork')
+    out = ctx.Queue()
+    procs = [
+        ctx.Process(target=_gloo_worker,
+                    args=(rank, tmp_path / 'init', str(tmp_path), out))
+        for rank in range(2)
+    ]
+    for proc in procs:
+        proc.start()
+    results = dict()
+    for _ in procs:
+        rank, seed, keys = out.get(timeout=300)
+        results[rank] = (seed, keys)
+    for proc in procs:
+        proc.join(timeout=60)
+        assert proc.exitcode == 0
+    (seed0, keys0), (seed1, keys1) = results[0], results[1]
+    assert seed0 == seed1
+    local = SniperChipDataset(
+        dict(type='CocoDataset', data_root=str(tmp_path),
+             ann_file='ann.json', data_prefix=dict(img=''),
+             metainfo=dict(classes=('a', 'b')), pipeline=[]), SCALES,
+        RANGES, chip_size=256, stride_jitter=(16, 48))
+    expected = table_keys(local, 1, seed0)
+    assert len(keys0) == len(keys1) == -(-len(expected) // 2)
+    assert set(keys0) | set(keys1) == set(expected)
+    assert len(set(keys0) & set(keys1)) == len(keys0) * 2 - len(expected)
+
+
+def test_follows_the_seed_the_runner_restores(dataset):
+    """mmengine builds the sampler with ``seed=runner.seed`` (having called
+    ``torch.manual_seed(runner.seed)``), then ``--resume`` re-seeds torch
+    with the checkpoint's seed: the sampler takes that one up until its
+    first iteration."""
+    def order(sampler):
+        return [key(c) for c in sampler]
+
+    state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(1234)
+        sampler = SniperChipSampler(dataset, seed=1234)
+        sampler.set_epoch(1)
+        torch.manual_seed(99)  # what Runner.resume does
+        resumed = order(sampler)
+        assert sampler.seed == 99
+        fixed = SniperChipSampler(dataset, seed=99)
+        fixed.set_epoch(1)
+        assert resumed == order(fixed)
+        other = SniperChipSampler(dataset, seed=1234)
+        other.set_epoch(1)
+        assert resumed != order(other)
+        # once drawn, the seed stays
+        torch.manual_seed(5)
+        assert order(sampler) == resumed and sampler.seed == 99
+        # a seed that is not the runner's is never replaced
+        explicit = SniperChipSampler(dataset, seed=3)
+        torch.manual_seed(7)
+        assert explicit.seed == 3
+        # setting the seed fixes it too
+        torch.manual_seed(11)
+        pinned = SniperChipSampler(dataset, seed=11)
+        pinned.seed = 11
+        torch.manual_seed(12)
+        assert pinned.seed == 11
+    finally:
+        torch.random.set_rng_state(state)
 
 
 def test_order_depends_only_on_seed_and_epoch(dataset):
