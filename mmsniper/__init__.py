@@ -44,6 +44,6 @@ assert (digit_version(mmdet_minimum_version) <= mmdet_version
 # imported (its table of external packages is fixed otherwise).
 MODULE2PACKAGE.setdefault('mmsniper', 'mmsniper')
 
-from . import chips, datasets, models  # noqa: E402,F401  registers modules
+from . import chips, datasets, engine, models  # noqa: E402,F401  registers
 
 __all__ = ['__version__', 'version_info', 'digit_version']

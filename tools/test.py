@@ -67,7 +67,9 @@ def parse_args(argv=None):
 
 def _enable_tta(cfg):
     """Wrap the model in ``tta_model`` and use ``tta_pipeline`` (defaults:
-    mmdet's DetTTAModel with horizontal-flip TTA)."""
+    mmdet's DetTTAModel with horizontal-flip TTA). A ``SniperTTAModel`` (the
+    SNIPER configs' multi-scale test) also gets its ``SniperTTAStatsHook``,
+    which logs the pixels and time per image next to the metric."""
     if 'tta_model' not in cfg:
         warnings.warn('Cannot find ``tta_model`` in config, '
                       'we will set it as default.')
@@ -100,6 +102,15 @@ def _enable_tta(cfg):
         cfg.tta_pipeline[-1] = flip_tta
     cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
     cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+    if cfg.tta_model.get('type') in ('SniperTTAModel',
+                                     'mmdet.SniperTTAModel'):
+        # log the pixels and time per image next to the metric
+        hooks = list(cfg.get('custom_hooks', None) or [])
+        if not any(
+                str(h.get('type', '')).endswith('SniperTTAStatsHook')
+                for h in hooks):
+            hooks.append(dict(type='SniperTTAStatsHook'))
+        cfg.custom_hooks = hooks
 
 
 def main(argv=None):

@@ -4,12 +4,18 @@
 Scales and valid ranges (:mod:`.scales`), the candidate chip grid
 (:mod:`.geometry`), greedy cover and assignment (:mod:`.cover`), the fast
 cover of a grid (:mod:`.grid_cover`), positive chips (:mod:`.positive`) and
-negative chips mined from proposals (:mod:`.negative`).
+negative chips mined from proposals (:mod:`.negative`); at test time,
+tiles of huge images (:mod:`.tiles`), boxes between chip and original px
+and pruning at chip edges (:mod:`.mapping`), test valid ranges
+(:mod:`.merge`).
 """
 from .cover import assign_boxes_to_chips, greedy_cover
 from .geometry import (FIT_TOLERANCE, candidate_chip_origins, candidate_chips,
                        check_bboxes, clip_bboxes, containment_matrix)
 from .grid_cover import grid_greedy_cover
+from .mapping import (IMAGE_EDGE_TOLERANCE, edge_cut_mask, flip_boxes,
+                      map_boxes_to_chip, map_boxes_to_original)
+from .merge import in_test_valid_range, scale_valid_range_mask
 from .negative import (generate_negative_chips, generate_negative_scale_chips,
                        negative_proposal_mask)
 from .positive import (MIN_BOX_SIDE, ScaleChips, chip_driving_mask,
@@ -18,6 +24,8 @@ from .positive import (MIN_BOX_SIDE, ScaleChips, chip_driving_mask,
 from .scales import (box_sqrt_areas, compute_scale_factor,
                      compute_scale_factors, in_valid_range,
                      normalize_valid_range, normalize_valid_ranges)
+from .tiles import (axis_tiles, plan_scale_tiles, scaled_size, tile_layout,
+                    tile_overlap)
 
 __all__ = [
     'compute_scale_factor', 'compute_scale_factors', 'box_sqrt_areas',
@@ -28,5 +36,9 @@ __all__ = [
     'generate_positive_chips', 'generate_negative_chips',
     'generate_negative_scale_chips', 'negative_proposal_mask', 'check_bboxes',
     'clip_bboxes',
-    'containment_matrix', 'FIT_TOLERANCE', 'MIN_BOX_SIDE'
+    'containment_matrix', 'FIT_TOLERANCE', 'MIN_BOX_SIDE', 'flip_boxes',
+    'map_boxes_to_original', 'map_boxes_to_chip', 'edge_cut_mask',
+    'IMAGE_EDGE_TOLERANCE', 'in_test_valid_range', 'scale_valid_range_mask',
+    'axis_tiles', 'tile_layout', 'scaled_size', 'tile_overlap',
+    'plan_scale_tiles'
 ]
