@@ -333,9 +333,8 @@ class SniperTTAModel(BaseTTAModel):
     # ------------------------------------------------------------------
     # merging
     # ------------------------------------------------------------------
-    def merge_preds(
-            self,
-            data_samples_list: List[List[DetDataSample]]) -> List[DetDataSample]:
+    def merge_preds(self, data_samples_list: List[List[DetDataSample]]
+                    ) -> List[DetDataSample]:
         """Merge the per-scale predictions of each image.
 
         Args:
