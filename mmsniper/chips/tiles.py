@@ -37,20 +37,22 @@ def scaled_size(image_size, factor) -> tuple:
             max(1, int(width * factor + 0.5)))
 
 
-def axis_tiles(extent: int, tile: int, overlap: int) -> np.ndarray:
-    """Tile starts along one axis.
+def axis_tiles(extent: int, tile: int, overlap: int) -> tuple:
+    """Tile starts and length along one axis.
 
     Args:
         extent (int): Image extent, px.
-        tile (int): Tile side, px.
+        tile (int): Largest tile side, px.
         overlap (int): Least overlap of neighbouring tiles, px, in
             ``[0, tile)``.
 
     Returns:
-        np.ndarray: Sorted int64 starts: ``[0]`` when ``extent <= tile``,
-        else ``n`` starts from 0 to ``extent - tile`` (both included), evenly
-        spread and floored, ``n`` the fewest such that neighbours overlap by
-        at least ``overlap``.
+        tuple[np.ndarray, int]: Sorted int64 starts and the tile length.
+        ``([0], extent)`` when ``extent <= tile``; else the fewest tiles
+        ``n`` of at most ``tile`` px whose neighbours overlap by at least
+        ``overlap``, shrunk to the shortest equal length that still does
+        (``ceil((extent + (n - 1) * overlap) / n)``), starts evenly spread
+        (floored) from 0 to ``extent - length``.
     """
     for name, value in (('extent', extent), ('tile', tile)):
         if int(value) != value or value <= 0:
@@ -61,12 +63,13 @@ def axis_tiles(extent: int, tile: int, overlap: int) -> np.ndarray:
                          f'got {overlap!r}')
     extent, tile, overlap = int(extent), int(tile), int(overlap)
     if extent <= tile:
-        return np.zeros(1, dtype=np.int64)
-    last = extent - tile
-    num = math.ceil(last / (tile - overlap)) + 1
+        return np.zeros(1, dtype=np.int64), extent
+    num = math.ceil((extent - tile) / (tile - overlap)) + 1
+    length = -(-(extent + (num - 1) * overlap) // num)
+    last = extent - length
     # floor(k * last / (num - 1)): gaps <= ceil(last / (num - 1)) <=
-    # tile - overlap, last start exactly ``last``.
-    return (np.arange(num, dtype=np.int64) * last) // (num - 1)
+    # length - overlap, last start exactly ``last``.
+    return (np.arange(num, dtype=np.int64) * last) // (num - 1), length
 
 
 def tile_layout(image_size, tile_size: int, overlap: int) -> np.ndarray:
@@ -79,7 +82,9 @@ def tile_layout(image_size, tile_size: int, overlap: int) -> np.ndarray:
 
     Args:
         image_size (Sequence[int]): ``(height, width)``, px.
-        tile_size (int): Tile side, px (tiles are clipped to the image).
+        tile_size (int): Largest tile side, px (tiles are shrunk to the
+            shortest equal side that keeps ``overlap``; see
+            :func:`axis_tiles`).
         overlap (int): Least overlap of neighbouring tiles, px.
 
     Returns:
@@ -90,15 +95,11 @@ def tile_layout(image_size, tile_size: int, overlap: int) -> np.ndarray:
     if height != int(height) or width != int(width):
         raise ValueError(f'image_size must be whole pixels, got {image_size}')
     height, width = int(height), int(width)
-    xs = axis_tiles(width, tile_size, overlap)
-    ys = axis_tiles(height, tile_size, overlap)
+    xs, tile_w = axis_tiles(width, tile_size, overlap)
+    ys, tile_h = axis_tiles(height, tile_size, overlap)
     x1 = np.tile(xs, len(ys))
     y1 = np.repeat(ys, len(xs))
-    return np.stack([
-        x1, y1,
-        np.minimum(x1 + tile_size, width),
-        np.minimum(y1 + tile_size, height)
-    ],
+    return np.stack([x1, y1, x1 + tile_w, y1 + tile_h],
                     axis=1).astype(np.float64)
 
 

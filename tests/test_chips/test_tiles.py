@@ -11,14 +11,19 @@ from mmsniper.chips import (axis_tiles, edge_cut_mask, flip_boxes,
                             plan_scale_tiles, scaled_size, tile_layout)
 
 
-def test_axis_tiles_even_spread_and_flush():
-    starts = axis_tiles(1000, 300, 100)
-    assert starts[0] == 0 and starts[-1] == 700
-    gaps = np.diff(starts)
-    assert gaps.max() <= 200  # tile - overlap
-    assert len(starts) == math.ceil(700 / 200) + 1
-    assert axis_tiles(300, 300, 100).tolist() == [0]
-    assert axis_tiles(10, 300, 100).tolist() == [0]
+def test_axis_tiles_fewest_shortest_tiles():
+    starts, length = axis_tiles(1000, 300, 100)
+    num = math.ceil(700 / 200) + 1  # fewest 300 px tiles overlapping 100
+    assert len(starts) == num == 5
+    assert length == math.ceil((1000 + 4 * 100) / 5) == 280  # shrunk
+    assert starts[0] == 0 and starts[-1] + length == 1000
+    assert (starts[:-1] + length - starts[1:]).min() >= 100
+    assert axis_tiles(300, 300, 100)[0].tolist() == [0]
+    starts, length = axis_tiles(10, 300, 100)
+    assert starts.tolist() == [0] and length == 10
+    # 3000 px at 2000 px tiles: 2 tiles of 1553, not 2 of 2000
+    starts, length = axis_tiles(3000, 2000, 105)
+    assert starts.tolist() == [0, 1447] and length == 1553
 
 
 @pytest.mark.parametrize('overlap', [-1, 300, 2.5])
@@ -39,15 +44,16 @@ def test_plan_overlap_from_valid_range_upper_bound():
     # plus 2 x 10 px margin need >= 110 orig px of overlap (220 scaled px)
     tiles = plan_scale_tiles((1200, 1200), 2.0, 1e5, 1000, 90, 10)
     xs = np.unique(tiles[:, 0])
-    widths = tiles[:, 2] - tiles[:, 0]
-    assert widths.max() == 500
-    assert (xs[:-1] + 500 - xs[1:]).min() >= 110
+    widths = np.unique(tiles[:, 2] - tiles[:, 0])
+    assert len(widths) == 1 and widths[0] <= 500
+    assert (xs[:-1] + widths[0] - xs[1:]).min() >= 110
     with pytest.raises(ValueError, match='raise tile_size'):
         plan_scale_tiles((5000, 5000), 2.0, 1e5, 200, 90, 10)
     # open upper bound: half a tile of overlap
     tiles = plan_scale_tiles((1200, 1200), 2.0, 1e5, 1000, math.inf, 10)
     xs = np.unique(tiles[:, 0])
-    assert (xs[:-1] + 500 - xs[1:]).min() >= 250
+    width = tiles[0, 2] - tiles[0, 0]
+    assert (xs[:-1] + width - xs[1:]).min() >= 250
 
 
 def _covering_tiles(tiles, box, image_size, margin):
@@ -154,5 +160,6 @@ def test_scaled_size_rounds_like_mmcv():
 
 def test_tile_layout_raster_order():
     tiles = tile_layout((250, 250), 100, 30)
-    assert tiles[:4, 1].tolist() == [0, 0, 0, 0]
-    assert tiles[:4, 0].tolist() == [0, 50, 100, 150]
+    assert len(tiles) == 16 and tiles[:4, 1].tolist() == [0, 0, 0, 0]
+    assert tiles[:4, 0].tolist() == [0, 55, 110, 165]
+    assert (tiles[:, 2:] - tiles[:, :2] == 85).all()

@@ -164,6 +164,39 @@ def test_tiled_inference_finds_what_whole_image_inference_finds(flip):
     assert whole_model.sniper_stats['images'] == 1
 
 
+def test_batch_of_images_of_different_sizes():
+    """Each image of a batch gets its own detections, in its own px, when
+    views of several images share a forward pass."""
+    sizes = [(200, 300), (260, 180)]
+    data = dict(inputs=[], data_samples=[])
+    truth = []
+    for seed, size in enumerate(sizes):
+        boxes, labels = random_objects(size, 8, 6, 30, seed=seed)
+        one = _input(draw_objects(size, boxes, labels))
+        data['inputs'] += one['inputs']
+        data['data_samples'] += one['data_samples']
+        truth.append((boxes, labels))
+    model = _model(
+        DrawnObjectsDetector(),
+        scales=[2.0, 1.0],
+        valid_ranges=[(-1, 20), (15, -1)],
+        batch_size=3,
+        tile_cfg=dict(max_pixels=5e4, tile_size=160, edge_margin=4))
+    outputs = model.test_step(data)
+    assert len(outputs) == 2
+    for out, (boxes, labels), size in zip(outputs, truth, sizes):
+        assert tuple(out.ori_shape) == size
+        dist, pred_labels = _match(out.pred_instances, boxes, labels)
+        assert (dist.min(0) <= 1.0).all()
+        assert (pred_labels[dist.argmin(0)] == labels).all()
+        # no ghost from the other image: every kept box is a real object
+        strong = out.pred_instances.scores.numpy() > 0.5
+        assert (dist[strong].min(1) <= 1.0).all()
+    assert model.sniper_stats['images'] == 2
+    # 1.0x: 200 x 300 = 60,000 px > 50,000 is tiled, 260 x 180 is not
+    assert model.sniper_stats['tiled_images'].tolist() == [2, 1]
+
+
 def test_tiles_without_edge_pruning_would_report_cut_objects():
     """The pruning is what removes the pieces of cut objects."""
     size = (300, 500)
