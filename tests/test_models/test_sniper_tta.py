@@ -239,6 +239,20 @@ def test_pipeline_with_resize_is_refused():
         model.test_step(data)
 
 
+def test_test_time_aug_pipeline_is_refused_clearly():
+    model = _model(scales=[1.0], valid_ranges=[(-1, -1)])
+    data = _input(np.zeros((40, 60, 3), dtype=np.uint8))
+    data = dict(
+        inputs=[data['inputs'], data['inputs']],
+        data_samples=[data['data_samples'], data['data_samples']])
+    with pytest.raises(TypeError, match='TestTimeAug'):
+        model.test_step(data)
+    data = _input(np.zeros((40, 60, 3), dtype=np.uint8))
+    data['inputs'] = [data['inputs'][0].numpy()]
+    with pytest.raises(TypeError, match='PackDetInputs'):
+        model.test_step(data)
+
+
 MEMORY_SCRIPT = textwrap.dedent('''
     import resource, sys, time
     sys.path[:0] = [{root!r}, {here!r}]

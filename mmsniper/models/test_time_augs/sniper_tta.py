@@ -184,14 +184,15 @@ class SniperTTAModel(BaseTTAModel):
             raise TypeError(
                 'SniperTTAModel expects one (C, H, W) tensor per image (the '
                 'output of PackDetInputs); got '
-                f'{type(img).__name__} for {data_sample.get("img_path")}. '
+                f'{type(img).__name__} for '
+                f'{data_sample.metainfo.get("img_path")}. '
                 'Its tta_pipeline must not use TestTimeAug or Resize: the '
                 'model resizes per scale itself.')
         height, width = img.shape[-2:]
         ori_shape = data_sample.metainfo.get('ori_shape')
         if ori_shape is not None and tuple(ori_shape[:2]) != (height, width):
             raise ValueError(
-                f'image {data_sample.get("img_path")}: the input is '
+                f'image {data_sample.metainfo.get("img_path")}: the input is '
                 f'{height}x{width} but ori_shape is {tuple(ori_shape)}; '
                 'the tta_pipeline must load the image at its original size '
                 '(no Resize): SniperTTAModel resizes per scale itself.')
@@ -277,6 +278,12 @@ class SniperTTAModel(BaseTTAModel):
                             'pseudo-collated batch (inputs, data_samples), '
                             f'got {type(data).__name__}')
         inputs, data_samples = data['inputs'], data['data_samples']
+        if inputs and isinstance(inputs[0], (list, tuple)):
+            raise TypeError(
+                'SniperTTAModel got several augmented views per image (a '
+                'TestTimeAug pipeline); its tta_pipeline must load the image '
+                'at its original size and pack it once (LoadImageFromFile, '
+                'PackDetInputs): the model resizes per scale itself.')
         sizes = [
             self._image_hw(img, sample)
             for img, sample in zip(inputs, data_samples)
