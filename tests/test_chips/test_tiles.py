@@ -163,3 +163,26 @@ def test_tile_layout_raster_order():
     assert len(tiles) == 16 and tiles[:4, 1].tolist() == [0, 0, 0, 0]
     assert tiles[:4, 0].tolist() == [0, 55, 110, 165]
     assert (tiles[:, 2:] - tiles[:, :2] == 85).all()
+
+
+def test_chips_core_imports_without_torch_or_mmdet():
+    """The test-time geometry is numpy only, like the rest of the core."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[2]
+    code = (
+        'import sys, types\n'
+        "pkg = types.ModuleType('mmsniper')\n"
+        f"pkg.__path__ = [{str(root / 'mmsniper')!r}]\n"
+        "sys.modules['mmsniper'] = pkg\n"
+        'import mmsniper.chips.tiles, mmsniper.chips.mapping\n'
+        'import mmsniper.chips.merge\n'
+        "bad = [m for m in ('torch', 'mmdet', 'mmcv', 'mmengine')\n"
+        '       if m in sys.modules]\n'
+        'assert not bad, bad\n')
+    proc = subprocess.run([sys.executable, '-c', code],
+                          capture_output=True,
+                          text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
