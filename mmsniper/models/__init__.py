@@ -1,5 +1,8 @@
 from .roi_heads import SniperRoIHead
 from .task_modules import SniperMaxIoUAssigner
+from .test_time_augs import SniperTTAModel
 from .valid_range import in_valid_range
 
-__all__ = ['SniperMaxIoUAssigner', 'SniperRoIHead', 'in_valid_range']
+__all__ = [
+    'SniperMaxIoUAssigner', 'SniperRoIHead', 'SniperTTAModel', 'in_valid_range'
+]
