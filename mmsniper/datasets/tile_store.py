@@ -261,7 +261,7 @@ class TileStore:
                 or self.meta.get('version') != STORE_VERSION):
             raise TileStoreError(
                 f'{meta_path}: not a {STORE_FORMAT} v{STORE_VERSION} store')
-        self.image_root = self.meta['image_root']
+        self.image_root = osp.realpath(self.meta['image_root'])
         self.color_type = self.meta['color_type']
         self.max_open = max_open
         self._cache: 'OrderedDict[str, TiledImage]' = OrderedDict()
@@ -278,7 +278,7 @@ class TileStore:
         if found is not None:
             return found
         candidates = []
-        abs_path = osp.abspath(img_path)
+        abs_path = osp.realpath(img_path)
         rel = osp.relpath(abs_path, self.image_root)
         if not rel.startswith('..'):
             candidates.append(rel)
@@ -323,7 +323,7 @@ def write_store_meta(root: str, image_root: str, tile: int, compression: str,
     meta = dict(
         format=STORE_FORMAT,
         version=STORE_VERSION,
-        image_root=osp.abspath(image_root),
+        image_root=osp.realpath(image_root),
         tile=int(tile),
         compression=compression,
         color_type=color_type)

@@ -115,13 +115,13 @@ def main(argv=None):
                          f'{sorted(color_types)}; build one store per type')
     color_type = color_types.pop()
     image_root = osp.commonpath(
-        [osp.dirname(osp.abspath(i['img_path'])) for i in images])
+        [osp.dirname(osp.realpath(i['img_path'])) for i in images])
     meta = write_store_meta(args.out, image_root, args.tile, args.compression,
                             color_type)
-    image_root = meta['image_root']
+    image_root = osp.realpath(meta['image_root'])
     jobs, todo = [], []
     for info in images:
-        rel = osp.relpath(osp.abspath(info['img_path']), image_root)
+        rel = osp.relpath(osp.realpath(info['img_path']), image_root)
         if rel.startswith('..'):
             raise SystemExit(
                 f"{info['img_path']} is outside the store's image root "
