@@ -199,7 +199,8 @@ def expected_reduced_shape(height: int, width: int,
     return -(-height // reduce), -(-width // reduce)
 
 
-def check_image_size(filename: str, decoded_hw: Tuple[int, int],
+def check_image_size(filename: str,
+                     decoded_hw: Tuple[int, int],
                      annotated_hw: Tuple[int, int],
                      color_type: str = 'color') -> None:
     """Raise :class:`ImageSizeError` when the decoded (h, w) differs from the

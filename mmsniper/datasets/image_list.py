@@ -87,9 +87,11 @@ def images_of_coco(ann_file: str, img_dir: str) -> List[dict]:
     return out
 
 
-def images_of(config_or_ann: str,
-              img_dir: Optional[str] = None,
-              splits: Sequence[str] = ('train', )) -> List[dict]:
+def images_of(
+    config_or_ann: str,
+    img_dir: Optional[str] = None,
+    splits: Sequence[str] = ('train', )
+) -> List[dict]:
     """:func:`images_of_coco` for a ``.json`` file (``img_dir`` required),
     else :func:`images_of_config`."""
     if config_or_ann.endswith('.json'):

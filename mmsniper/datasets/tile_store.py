@@ -198,8 +198,9 @@ class TiledImage:
             raise ValueError(f'{self.path}: empty region at level {level}')
         th, tw = info['tile']
         ntx = -(-lw // tw)
-        out = np.empty((y1 - y0, x1 - x0) + tuple(info['shape'][2:]),
-                       dtype=info['page'].dtype)
+        out = np.empty(
+            (y1 - y0, x1 - x0) + tuple(info['shape'][2:]),
+            dtype=info['page'].dtype)
         page = info['page']
         for ty in range(y0 // th, (y1 - 1) // th + 1):
             for tx in range(x0 // tw, (x1 - 1) // tw + 1):
@@ -334,11 +335,11 @@ def write_store_meta(root: str, image_root: str, tile: int, compression: str,
         keys = ('format', 'version', 'tile', 'compression', 'color_type')
         diff = [k for k in keys if old.get(k) != meta[k]]
         if diff:
-            raise TileStoreError(
-                f'{path} was built with other settings ('
-                + ', '.join(f'{k}={old.get(k)!r} vs {meta[k]!r}'
-                            for k in diff) + '); use another --out or the '
-                'same settings')
+            raise TileStoreError(f'{path} was built with other settings (' +
+                                 ', '.join(f'{k}={old.get(k)!r} vs {meta[k]!r}'
+                                           for k in diff) +
+                                 '); use another --out or the '
+                                 'same settings')
         return old
     os.makedirs(root, exist_ok=True)
     with open(path + '.tmp', 'w') as f:

@@ -47,8 +47,10 @@ def make_dataset(root, num=4, h=H, w=W):
     ann = osp.join(root, 'ann.json')
     with open(ann, 'w') as f:
         json.dump(
-            dict(images=images, annotations=[],
-                 categories=[dict(id=1, name='a')]), f)
+            dict(
+                images=images,
+                annotations=[],
+                categories=[dict(id=1, name='a')]), f)
     return ann, osp.join(root, 'imgs')
 
 
@@ -57,18 +59,19 @@ def store(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('ts'))
     ann, img_dir = make_dataset(root)
     out = osp.join(root, 'store')
-    assert build_tile_store.main(
-        [ann, '--img-dir', img_dir, '--out', out, '--tile',
-         str(TILE), '--nproc', '1']) == 0
+    assert build_tile_store.main([
+        ann, '--img-dir', img_dir, '--out', out, '--tile',
+        str(TILE), '--nproc', '1'
+    ]) == 0
     return dict(ann=ann, img_dir=img_dir, out=out)
 
 
 def test_num_levels_and_level_for_scale():
     assert num_levels(H, W, TILE) == 4  # 403 -> 202 -> 101 -> 51
     assert num_levels(64, 64, 64) == 1
-    assert [level_for_scale(s, 5)
-            for s in (3.0, 1.0, 0.9, 0.5, 0.3, 0.25, 0.01)] == [
-                0, 0, 0, 1, 1, 2, 4]
+    assert [
+        level_for_scale(s, 5) for s in (3.0, 1.0, 0.9, 0.5, 0.3, 0.25, 0.01)
+    ] == [0, 0, 0, 1, 1, 2, 4]
 
 
 def test_pyramid_levels_are_block_means():
@@ -91,7 +94,9 @@ def test_tile_reads_equal_source_pixels(store):
     for k, ref in enumerate(levels):
         lh, lw = ref.shape[:2]
         regions = [
-            (0, 0, 10, 10), (lw - 7, 0, lw, 9), (0, lh - 5, 6, lh),
+            (0, 0, 10, 10),
+            (lw - 7, 0, lw, 9),
+            (0, lh - 5, 6, lh),
             (lw - 3, lh - 3, lw, lh),  # corners
             (0, 0, lw, lh),  # all of it
             (TILE - 2, TILE - 3, TILE + 5, TILE + 2),  # across tile borders
@@ -104,26 +109,36 @@ def test_tile_reads_equal_source_pixels(store):
                 continue
             got = tiled.read_region(k, x0, y0, x1, y1)
             np.testing.assert_array_equal(
-                got, ref[max(y0, 0):y1, max(x0, 0):x1],
+                got,
+                ref[max(y0, 0):y1, max(x0, 0):x1],
                 err_msg=f'level {k} region {(x0, y0, x1, y1)}')
 
 
 def _chip_results(path, box, s):
     return dict(
-        img_path=path, img_id=1, height=H, width=W,
-        instances=[dict(bbox=[10., 20., 200., 150.], bbox_label=0,
-                        ignore_flag=0)],
-        sniper_chip=dict(box=np.asarray(box, np.float32), scale_factor=s,
-                         scale_idx=0, valid_range=(-1, -1),
-                         valid_gt=np.array([0]), chip_size=(512, 512),
-                         is_negative=False))
+        img_path=path,
+        img_id=1,
+        height=H,
+        width=W,
+        instances=[
+            dict(bbox=[10., 20., 200., 150.], bbox_label=0, ignore_flag=0)
+        ],
+        sniper_chip=dict(
+            box=np.asarray(box, np.float32),
+            scale_factor=s,
+            scale_idx=0,
+            valid_range=(-1, -1),
+            valid_gt=np.array([0]),
+            chip_size=(512, 512),
+            is_negative=False))
 
 
-@pytest.mark.parametrize('box,s', [
-    ((0, 0, W, H), 1.0), ((100.5, 50.25, 300, 301), 1.0),
-    ((0, 0, W, H), 1.27), ((0, 0, W, H), 0.5), ((37, 11, W, 250), 0.3),
-    ((0, 0, W, H), 0.06), ((W - 20, H - 20, W, H), 0.25)
-])
+@pytest.mark.parametrize('box,s', [((0, 0, W, H), 1.0),
+                                   ((100.5, 50.25, 300, 301), 1.0),
+                                   ((0, 0, W, H), 1.27), ((0, 0, W, H), 0.5),
+                                   ((37, 11, W, 250), 0.3),
+                                   ((0, 0, W, H), 0.06),
+                                   ((W - 20, H - 20, W, H), 0.25)])
 def test_loader_on_store_matches_full_decode(store, box, s):
     path = osp.join(store['img_dir'], 'sub', 'img2.jpg')
     results = _chip_results(path, box, s)
@@ -151,8 +166,8 @@ def test_loader_on_store_matches_full_decode(store, box, s):
     elif s >= 0.25:
         assert diff.mean() < 8  # block means instead of a bilinear resize
     else:  # bilinear aliases the noise: compare with an area resize
-        ref = cv2.resize(cv2.imread(path), (ow, oh),
-                         interpolation=cv2.INTER_AREA)
+        ref = cv2.resize(
+            cv2.imread(path), (ow, oh), interpolation=cv2.INTER_AREA)
         assert np.abs(ours['img'][:oh, :ow].astype(float) - ref).mean() < 6
 
 
@@ -160,8 +175,7 @@ def test_store_errors(store, tmp_path):
     with pytest.raises(TileStoreError, match='not a tile store'):
         LoadSniperChipFromFile(tile_store=str(tmp_path))
     with pytest.raises(ValueError, match='color_type'):
-        LoadSniperChipFromFile(tile_store=store['out'],
-                               color_type='grayscale')
+        LoadSniperChipFromFile(tile_store=store['out'], color_type='grayscale')
     loader = LoadSniperChipFromFile(tile_store=store['out'])
     with pytest.raises(TileStoreError, match='missing.jpg'):
         loader(_chip_results(str(tmp_path / 'missing.jpg'), (0, 0, 9, 9), 1))
@@ -187,8 +201,9 @@ def test_found_after_the_images_moved(store):
 def test_converter_resumes_after_interruption(tmp_path, monkeypatch):
     ann, img_dir = make_dataset(str(tmp_path), num=5)
     out = str(tmp_path / 'store')
-    argv = [ann, '--img-dir', img_dir, '--out', out, '--tile', '64',
-            '--nproc', '1']
+    argv = [
+        ann, '--img-dir', img_dir, '--out', out, '--tile', '64', '--nproc', '1'
+    ]
     real_write = build_tile_store.write_tiled_pyramid
     calls = []
 
@@ -212,10 +227,9 @@ def test_converter_resumes_after_interruption(tmp_path, monkeypatch):
     monkeypatch.setattr(build_tile_store, 'write_tiled_pyramid', real_write)
     calls.clear()
     assert build_tile_store.main(argv) == 0
-    after = sorted(
-        osp.join(d, f) for d, _, fs in os.walk(out) for f in fs)
-    assert [p for p in after if p.endswith('.tif')] == [
-        osp.join(out, f'img{i}.jpg.tif') for i in range(5)]
+    after = sorted(osp.join(d, f) for d, _, fs in os.walk(out) for f in fs)
+    assert [p for p in after if p.endswith('.tif')
+            ] == [osp.join(out, f'img{i}.jpg.tif') for i in range(5)]
     assert not [p for p in after if '.tmp' in p]
     for p, t in stamps.items():  # not redone
         assert os.stat(p).st_mtime_ns == t
@@ -250,7 +264,8 @@ def test_converter_checks_free_disk(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(shutil, 'disk_usage',
                         lambda p: shutil._ntuple_diskusage(10, 10, 1))
     assert build_tile_store.main(
-        [ann, '--img-dir', img_dir, '--out', str(tmp_path / 's')]) == 1
+        [ann, '--img-dir', img_dir, '--out',
+         str(tmp_path / 's')]) == 1
     assert 'not enough free disk space' in capsys.readouterr().err
 
 
@@ -264,8 +279,8 @@ def test_check_images_reports_every_problem(tmp_path, capsys):
     with open(osp.join(sub, 'img4.jpg'), 'r+b') as f:
         f.truncate(300)
     for nproc in ('1', '2'):
-        assert check_images.main(
-            [ann, '--img-dir', img_dir, '--nproc', nproc]) == 1
+        assert check_images.main([ann, '--img-dir', img_dir, '--nproc',
+                                  nproc]) == 1
         err = capsys.readouterr().err
         assert '4 of 6 images have problems' in err
         assert f'img1.jpg: decoded image is {2 * W} x {2 * H}' in err
@@ -360,21 +375,29 @@ def test_gigapixel_image_bounded_memory(tmp_path):
     root = tmp_path / 'giga'
     build = tmp_path / 'build.py'
     build.write_text(GIGA_BUILD.format(root=ROOT, n=n))
-    proc = subprocess.run([sys.executable, str(build), str(root)],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(build), str(root)],
+        capture_output=True,
+        text=True,
+        timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     path = str(root / 'imgs' / 'mosaic.jpg')
     script = tmp_path / 'load.py'
     script.write_text(GIGA_LOAD.format(root=ROOT, n=n))
     proc = subprocess.run(
-        [sys.executable, str(script), path, str(root / 'store')],
-        capture_output=True, text=True, timeout=300)
+        [sys.executable,
+         str(script), path,
+         str(root / 'store')],
+        capture_output=True,
+        text=True,
+        timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = dict(
         ln.split(' ', 1) for ln in proc.stdout.splitlines() if ' ' in ln)
     assert int(lines['CHIPS']) == 4  # 1 + 2 + 1 chips
     assert 0 < int(lines['BYTES']) < 20 * 2**20
     peak_mb = int(lines['PEAK_KB']) / 1024
+    print(f"gigapixel: peak {peak_mb:.0f} MB, {lines['BYTES']} bytes read")
     assert peak_mb < 1024, f'peak RSS {peak_mb:.0f} MB'
     # PIL's decompression-bomb limit: a message that says how to allow it
     from mmsniper.datasets.image_io import ImageDecodeError

@@ -25,8 +25,8 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from mmsniper.datasets.image_io import (annotated_size,  # noqa: E402
-                                        check_image_size, decode_image)
+from mmsniper.datasets.image_io import (  # noqa: E402
+    annotated_size, check_image_size, decode_image)
 from mmsniper.datasets.image_list import images_of  # noqa: E402
 
 
@@ -35,12 +35,19 @@ def parse_args(argv=None):
         description='Decode every image once and compare its size with the '
         'annotation')
     parser.add_argument('config', help='mmdet config, or a COCO .json')
-    parser.add_argument('--img-dir', default=None,
-                        help='image directory (with an annotation file)')
-    parser.add_argument('--splits', nargs='+', default=['train'],
-                        choices=['train', 'val', 'test'])
-    parser.add_argument('--imdecode-backend', default='cv2',
-                        choices=['cv2', 'pillow', 'turbojpeg', 'tifffile'])
+    parser.add_argument(
+        '--img-dir',
+        default=None,
+        help='image directory (with an annotation file)')
+    parser.add_argument(
+        '--splits',
+        nargs='+',
+        default=['train'],
+        choices=['train', 'val', 'test'])
+    parser.add_argument(
+        '--imdecode-backend',
+        default='cv2',
+        choices=['cv2', 'pillow', 'turbojpeg', 'tifffile'])
     parser.add_argument('--nproc', type=int, default=os.cpu_count() or 1)
     return parser.parse_args(argv)
 
@@ -83,8 +90,9 @@ def main(argv=None):
         pool.join()
     print()
     if problems:
-        print(f'{len(problems)} of {len(images)} images have problems:',
-              file=sys.stderr)
+        print(
+            f'{len(problems)} of {len(images)} images have problems:',
+            file=sys.stderr)
         for p in sorted(problems):
             print(f'  {p}', file=sys.stderr)
         return 1

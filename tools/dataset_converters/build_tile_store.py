@@ -34,35 +34,49 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from mmsniper.datasets.image_io import (annotated_size,  # noqa: E402
-                                        check_image_size, decode_image)
+from mmsniper.datasets.image_io import (  # noqa: E402
+    annotated_size, check_image_size, decode_image)
 from mmsniper.datasets.image_list import images_of  # noqa: E402
-from mmsniper.datasets.tile_store import (COMPRESSIONS,  # noqa: E402
-                                          TileStore, is_up_to_date,
-                                          num_levels, source_stamp,
-                                          write_store_meta,
-                                          write_tiled_pyramid)
+from mmsniper.datasets.tile_store import (  # noqa: E402
+    COMPRESSIONS, TileStore, is_up_to_date, num_levels, source_stamp,
+    write_store_meta, write_tiled_pyramid)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Build a tiled pyramidal image store (resumable)')
-    parser.add_argument('config_or_ann',
-                        help='mmdet config, or a COCO annotation .json')
+    parser.add_argument(
+        'config_or_ann', help='mmdet config, or a COCO annotation .json')
     parser.add_argument('--out', required=True, help='store directory')
-    parser.add_argument('--img-dir', default=None,
-                        help='image directory (with an annotation file)')
-    parser.add_argument('--splits', nargs='+', default=['train'],
-                        choices=['train', 'val', 'test'],
-                        help='config splits to convert (default: train)')
-    parser.add_argument('--tile', type=int, default=256,
-                        help='tile side in px (multiple of 16)')
-    parser.add_argument('--compression', default='zstd', choices=COMPRESSIONS,
-                        help='lossless tile compression')
-    parser.add_argument('--nproc', type=int, default=os.cpu_count() or 1,
-                        help='worker processes')
-    parser.add_argument('--no-disk-check', action='store_true',
-                        help='skip the free-disk-space check')
+    parser.add_argument(
+        '--img-dir',
+        default=None,
+        help='image directory (with an annotation file)')
+    parser.add_argument(
+        '--splits',
+        nargs='+',
+        default=['train'],
+        choices=['train', 'val', 'test'],
+        help='config splits to convert (default: train)')
+    parser.add_argument(
+        '--tile',
+        type=int,
+        default=256,
+        help='tile side in px (multiple of 16)')
+    parser.add_argument(
+        '--compression',
+        default='zstd',
+        choices=COMPRESSIONS,
+        help='lossless tile compression')
+    parser.add_argument(
+        '--nproc',
+        type=int,
+        default=os.cpu_count() or 1,
+        help='worker processes')
+    parser.add_argument(
+        '--no-disk-check',
+        action='store_true',
+        help='skip the free-disk-space check')
     return parser.parse_args(argv)
 
 
@@ -72,8 +86,11 @@ def _convert(job):
     try:
         src_bytes = osp.getsize(img_path)
         if is_up_to_date(tif_path, img_path):
-            return dict(status='skipped', img_path=img_path,
-                        src_bytes=src_bytes, store_bytes=osp.getsize(tif_path))
+            return dict(
+                status='skipped',
+                img_path=img_path,
+                src_bytes=src_bytes,
+                store_bytes=osp.getsize(tif_path))
         stamp = source_stamp(img_path)
         with open(img_path, 'rb') as f:
             img_bytes = f.read()
@@ -82,13 +99,21 @@ def _convert(job):
         if ann_hw is not None:
             check_image_size(img_path, img.shape[:2], ann_hw, color_type)
         store_bytes = write_tiled_pyramid(
-            img, tif_path, tile, compression,
+            img,
+            tif_path,
+            tile,
+            compression,
             description=dict(stamp, source=osp.abspath(img_path)))
-        return dict(status='done', img_path=img_path, src_bytes=src_bytes,
-                    store_bytes=store_bytes)
+        return dict(
+            status='done',
+            img_path=img_path,
+            src_bytes=src_bytes,
+            store_bytes=store_bytes)
     except Exception as e:  # reported at the end
-        return dict(status='error', img_path=img_path,
-                    error=f'{type(e).__name__}: {e}')
+        return dict(
+            status='error',
+            img_path=img_path,
+            error=f'{type(e).__name__}: {e}')
 
 
 def estimate_bytes(images) -> int:
@@ -144,9 +169,11 @@ def main(argv=None):
           f'{args.out}; estimated space for the rest {need / 2**30:.2f} GiB '
           f'(raw pixels x 4/3), free {free / 2**30:.2f} GiB')
     if need > free and not args.no_disk_check:
-        print(f'not enough free disk space in {args.out}: need about '
-              f'{need / 2**30:.2f} GiB, have {free / 2**30:.2f} GiB (use '
-              '--no-disk-check to try anyway)', file=sys.stderr)
+        print(
+            f'not enough free disk space in {args.out}: need about '
+            f'{need / 2**30:.2f} GiB, have {free / 2**30:.2f} GiB (use '
+            '--no-disk-check to try anyway)',
+            file=sys.stderr)
         return 1
 
     from mmengine.utils import ProgressBar
@@ -178,8 +205,8 @@ def main(argv=None):
     print(f'{len(done)} written, {len(skipped)} up to date, {len(errors)} '
           f'failed in {time.time() - start:.1f} s; store {store / 2**20:.1f} '
           f'MiB for {src / 2**20:.1f} MiB of source images '
-          f'(ratio {store / max(src, 1):.2f}x); levels per image: '
-          + ', '.join(f'{k}: {n}' for k, n in sorted(levels.items())))
+          f'(ratio {store / max(src, 1):.2f}x); levels per image: ' +
+          ', '.join(f'{k}: {n}' for k, n in sorted(levels.items())))
     if errors:
         print(f'{len(errors)} images failed:', file=sys.stderr)
         for r in errors:

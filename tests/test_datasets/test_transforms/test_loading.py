@@ -183,8 +183,8 @@ def test_exif_orientation(image_files):
     assert ref['img'].shape[:2] == (W, H)  # cv2 applied the rotation
     assert out['sniper_chip_img_scale'] == 0.25
     assert out['ori_shape'] == (W, H)
-    small = cv2.resize(ref['img'], (H // 4, W // 4),
-                       interpolation=cv2.INTER_AREA)
+    small = cv2.resize(
+        ref['img'], (H // 4, W // 4), interpolation=cv2.INTER_AREA)
     h, w = out['img'].shape[:2]
     assert np.abs(out['img'].astype(np.float32) - small[:h, :w]).mean() < 2
     # ignoring orientation: the stored (unrotated) pixels
@@ -264,8 +264,9 @@ def test_corrupt_files_name_the_file(tmp_path, backend, s):
         with pytest.raises(ImageDecodeError, match=osp.basename(path)):
             loader(results)
         assert LoadSniperChipFromFile(
-            imdecode_backend=backend, ignore_empty=True)(
-                copy.deepcopy(results) if s else dict(img_path=path)) is None
+            imdecode_backend=backend,
+            ignore_empty=True)(copy.deepcopy(results) if s else dict(
+                img_path=path)) is None
 
 
 def test_decompression_bomb_limit(image_files, monkeypatch):
