@@ -208,6 +208,7 @@ class ChipSet:
             self._build()
             self.pipe = True
         info = dict(self.infos[i])
+        cpu0 = time.process_time()
         before = getattr(self.load, 'bytes_read', 0)
         results = self.ann(self.load(info))
         if self.method == 'naive':
@@ -224,8 +225,9 @@ class ChipSet:
                 nbytes = os.path.getsize(info['img_path'])
             results = self.crop(results)
         assert results['img'].shape[0] <= 512
+        cpu = time.process_time() - cpu0
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.
-        return nbytes, rss, os.getpid()
+        return nbytes, rss, cpu
 
 
 def run_one(args):
@@ -235,19 +237,22 @@ def run_one(args):
     from torch.utils.data import DataLoader
     with open(args.chips, 'rb') as f:
         chips, store = pickle.load(f)  # our own file, written just now
-    out = dict(per_scale=[], bytes=[], rss={})
+    out = dict(per_scale=[], bytes=[], rss=0.)
     for infos in chips:
         loader = DataLoader(
             ChipSet(infos, args.method, store), batch_size=None,
             shuffle=False, num_workers=args.workers[0])
-        stamps = []
-        for nbytes, rss, pid in loader:
+        stamps, cpus = [], []
+        for nbytes, rss, cpu in loader:
             stamps.append(time.perf_counter())
+            cpus.append(cpu)
             out['bytes'].append(nbytes)
-            out['rss'][pid] = max(out['rss'].get(pid, 0), rss)
-        # from the first chip's arrival: worker start-up excluded
+            out['rss'] = max(out['rss'], rss)
+        # wall: from the first chip's arrival (worker start-up excluded);
+        # cpu: CPU seconds of the loading process per chip, all chips
         out['per_scale'].append(
-            dict(n=len(stamps) - 1, t=stamps[-1] - stamps[0]))
+            dict(n=len(stamps) - 1, t=stamps[-1] - stamps[0],
+                 cpu_n=len(cpus), cpu=sum(cpus)))
     print('RESULT ' + json.dumps(out))
 
 
@@ -295,27 +300,30 @@ def main():
                     raise SystemExit(f'{set_name}/{method}/{workers} failed')
                 rows[(workers, method)] = json.loads(line[0][7:])
         header = ' '.join(f'{str(s):>10}' for s in scales)
-        print(f'{"workers":>7} {"method":>8} {header} {"overall":>8} '
-              f'{"vs naive":>8} {"peak RSS/worker MB":>18} '
-              f'{"KiB read/chip":>13}')
-        for workers in args.workers:
-            naive = rows.get((workers, 'naive'))
-            for method in args.methods:
-                r = rows[(workers, method)]
-                rates = [p['n'] / p['t'] for p in r['per_scale']]
-                overall = sum(p['n'] for p in r['per_scale']) / sum(
-                    p['t'] for p in r['per_scale'])
-                ratio = ''
-                if naive is not None:
-                    n_overall = sum(p['n'] for p in naive['per_scale']) / sum(
-                        p['t'] for p in naive['per_scale'])
-                    ratio = f'{overall / n_overall:7.2f}x'
-                rss = ' / '.join(f'{v:.0f}' for v in sorted(
-                    r['rss'].values()))
-                print(f'{workers:>7} {method:>8} ' +
-                      ' '.join(f'{v:10.1f}' for v in rates) +
-                      f' {overall:8.1f} {ratio:>8} {rss:>18} '
-                      f'{np.mean(r["bytes"]) / 1024:13.0f}')
+        for kind, n_key, t_key in (('wall', 'n', 't'),
+                                   ('CPU', 'cpu_n', 'cpu')):
+            print(f'chips per {kind} second'
+                  + (' (per worker process)' if kind == 'CPU' else ''))
+            print(f'{"workers":>7} {"method":>8} {header} {"overall":>8} '
+                  f'{"vs naive":>8} {"peak RSS MB":>11} {"KiB/chip":>8}')
+            for workers in args.workers:
+                naive = rows.get((workers, 'naive'))
+                for method in args.methods:
+                    r = rows[(workers, method)]
+                    ps = r['per_scale']
+                    rates = [p[n_key] / p[t_key] for p in ps]
+                    overall = sum(p[n_key] for p in ps) / sum(
+                        p[t_key] for p in ps)
+                    ratio = ''
+                    if naive is not None:
+                        nps = naive['per_scale']
+                        n_overall = sum(p[n_key] for p in nps) / sum(
+                            p[t_key] for p in nps)
+                        ratio = f'{overall / n_overall:7.2f}x'
+                    print(f'{workers:>7} {method:>8} ' +
+                          ' '.join(f'{v:10.1f}' for v in rates) +
+                          f' {overall:8.1f} {ratio:>8} {r["rss"]:11.0f} '
+                          f'{np.mean(r["bytes"]) / 1024:8.0f}')
         sys.stdout.flush()
 
 
