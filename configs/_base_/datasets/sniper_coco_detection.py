@@ -9,14 +9,6 @@ data_root = 'data/coco/'
 backend_args = None
 
 chip_size = 512
-# SniperChipCrop does not pad (img_shape is the whole chip image, so that
-# RandomFlip mirrors the content only). The model's DetDataPreprocessor pads
-# every training batch to the chip size after normalisation, so the pad is
-# 0 = the pixel mean, as the reference pads each chip to 512 with the mean.
-# A config that changes chip_size must change this too.
-sniper_batch_augments = [
-    dict(type='BatchFixedSizePad', size=(chip_size, chip_size))
-]
 # Finest first: factors 3.0 and 1.667, then long side 512 (main_train.py).
 sniper_scales = [3.0, 1.667, (-1, 512)]
 # sqrt-area ranges in original px, -1 = open.
@@ -28,8 +20,10 @@ sniper_meta_keys = ('img_id', 'img_path', 'ori_shape', 'img_shape',
                     'chip_is_negative')
 
 train_pipeline = [
-    # A drop-in for LoadImageFromFile: at the coarse scales (s <= 0.5) it
-    # decodes JPEGs at 1/2, 1/4 or 1/8 size and keeps the chip's region.
+    # A drop-in for LoadImageFromFile: decodes JPEGs at reduced size for the
+    # coarse scales and keeps only the chip's region; add
+    # tile_store='DIR' (tools/dataset_converters/build_tile_store.py) to
+    # read only the chip's tiles.
     dict(type='LoadSniperChipFromFile', backend_args=backend_args),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='SniperChipCrop', min_gt_size=10),
