@@ -9,6 +9,14 @@ data_root = 'data/coco/'
 backend_args = None
 
 chip_size = 512
+# SniperChipCrop does not pad (img_shape is the whole chip image, so that
+# RandomFlip mirrors the content only). The model's DetDataPreprocessor pads
+# every training batch to the chip size after normalisation, so the pad is
+# 0 = the pixel mean, as the reference pads each chip to 512 with the mean.
+# A config that changes chip_size must change this too.
+sniper_batch_augments = [
+    dict(type='BatchFixedSizePad', size=(chip_size, chip_size))
+]
 # Finest first: factors 3.0 and 1.667, then long side 512 (main_train.py).
 sniper_scales = [3.0, 1.667, (-1, 512)]
 # sqrt-area ranges in original px, -1 = open.
