@@ -7,13 +7,13 @@ second. It still makes every use of mmsniper from mmdet work:
 
 - mmsniper's components are registered into mmdet's registries the first
   time one of them (DATASETS, DATA_SAMPLERS, TRANSFORMS, MODELS,
-  TASK_UTILS) looks a name up: ``mmsniper.registration`` is added to their
-  import ``locations`` as soon as ``mmdet.registry`` is imported (now, or
-  later through a post-import hook), and imported at once for a registry
-  that has already done its lazy import. So ``import mmsniper`` followed by
-  ``MODELS.build(...)``, and ``custom_imports=dict(imports=['mmsniper'])``
-  in a config run by mmdet's or our tools, both find ``SniperRoIHead`` and
-  the rest;
+  TASK_UTILS, HOOKS) looks a name up: ``mmsniper.registration`` is added
+  to their import ``locations`` as soon as ``mmdet.registry`` is imported
+  (now, or later through a post-import hook), and imported at once for a
+  registry that has already done its lazy import. So ``import mmsniper``
+  followed by ``MODELS.build(...)``, and
+  ``custom_imports=dict(imports=['mmsniper'])`` in a config run by mmdet's
+  or our tools, both find ``SniperRoIHead`` and the rest;
 - the weights-only allow-list of :mod:`mmsniper._safe_globals` is added to
   torch once torch and mmengine are imported, so mmdet's own loaders read
   checkpoints written by ``tools/train.py``;
@@ -22,8 +22,9 @@ second. It still makes every use of mmsniper from mmdet work:
   ``.mim/configs`` beside the imported package when the installed location
   it computes has none (a PEP 660 editable install, ``pip install -e``).
 
-``mmsniper.datasets``, ``mmsniper.models`` and ``mmsniper.utils`` are
-imported on first attribute access (or ``import mmsniper.models``).
+``mmsniper.datasets``, ``mmsniper.models``, ``mmsniper.engine``,
+``mmsniper.apis`` and ``mmsniper.utils`` are imported on first attribute
+access (or ``import mmsniper.models``).
 """
 import importlib
 import os
@@ -35,9 +36,10 @@ __all__ = ['__version__', 'version_info']
 
 #: mmdet registries that hold mmsniper components.
 REGISTRIES = ('DATASETS', 'DATA_SAMPLERS', 'TRANSFORMS', 'MODELS',
-              'TASK_UTILS')
+              'TASK_UTILS', 'HOOKS')
 _REGISTRATION = 'mmsniper.registration'
-_SUBMODULES = ('chips', 'datasets', 'models', 'utils', 'registration')
+_SUBMODULES = ('chips', 'datasets', 'models', 'engine', 'apis', 'utils',
+               'registration')
 
 
 def _register_lazily(registry_module) -> None:

@@ -2,11 +2,12 @@
 """Register every mmsniper component into mmdet's registries.
 
 Importing this module checks the mmcv / mmengine / mmdet versions and
-imports :mod:`mmsniper.datasets` and :mod:`mmsniper.models`, whose classes
-register themselves. Nobody needs to import it by hand: ``import mmsniper``
-adds it to the import ``locations`` of mmdet's DATASETS, DATA_SAMPLERS,
-TRANSFORMS, MODELS and TASK_UTILS registries, so mmengine imports it the
-first time one of them looks a name up (a build, ``get``, ``in``); see
+imports :mod:`mmsniper.datasets`, :mod:`mmsniper.models` and
+:mod:`mmsniper.engine`, whose classes register themselves. Nobody needs
+to import it by hand: ``import mmsniper`` adds it to the import
+``locations`` of mmdet's DATASETS, DATA_SAMPLERS, TRANSFORMS, MODELS,
+TASK_UTILS and HOOKS registries, so mmengine imports it the first time
+one of them looks a name up (a build, ``get``, ``in``); see
 :func:`mmsniper._register_lazily`.
 """
 import mmcv
@@ -43,4 +44,4 @@ assert (digit_version(mmdet_minimum_version) <= mmdet_version
     f'Please install mmdet>={mmdet_minimum_version}, ' \
     f'<{mmdet_maximum_version}.'
 
-from . import datasets, models  # noqa: E402,F401  registers modules
+from . import datasets, engine, models  # noqa: E402,F401  registers modules

@@ -2,8 +2,10 @@
 """`make demo`: SNIPER chip training end to end on the embedded dataset.
 
 Generates the synthetic aerial dataset (first run only), trains the demo
-config on chips on the CPU, evaluates with mmdet's CocoMetric, draws the
-predictions on a validation image and writes a results table.
+config on chips on the CPU, evaluates the trained model with mmdet's
+CocoMetric twice, with the single-scale test pipeline and with the SNIPER
+multi-scale test (the config's ``tta_model``), draws the predictions on a
+validation image and writes the results tables.
 
     python tools/demo.py [--max-iters N] [--work-dir DIR] [--threads N]
 
@@ -28,6 +30,8 @@ import os
 import os.path as osp
 import sys
 import time
+
+import numpy as np
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if ROOT not in sys.path:
@@ -135,6 +139,48 @@ def draw_predictions(model, cfg, img_path, out_file, score_thr=0.3):
     return int((result.pred_instances.scores >= score_thr).sum())
 
 
+def build_tta_config(cfg):
+    """The config of the SNIPER multi-scale test of the same model, as
+    ``tools/test.py --tta`` builds it."""
+    import copy
+    import time as _time
+    tta = copy.deepcopy(cfg)
+    tta.model = dict(**cfg.tta_model, module=cfg.model)
+    tta.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+    hooks = [h for h in (tta.get('custom_hooks', None) or [])
+             if h.get('type') != 'SniperTTAStatsHook']
+    tta.custom_hooks = hooks + [dict(type='SniperTTAStatsHook')]
+    tta.load_from = None
+    tta.experiment_name = 'sniper_tta_' + _time.strftime('%Y%m%d_%H%M%S')
+    return tta
+
+
+def single_scale_pixels(cfg, ann_file):
+    """Mean px per image of the single-scale test (``Resize`` by the
+    config's ``test_scale_factor``)."""
+    from mmsniper.chips import scaled_size
+    with open(ann_file) as f:
+        images = json.load(f)['images']
+    factor = cfg.get('test_scale_factor', 1.0)
+    return sum(
+        int(np.prod(scaled_size((im['height'], im['width']), factor)))
+        for im in images) / len(images)
+
+
+def test_rows_table(rows):
+    """Markdown rows of the single-scale vs SNIPER test comparison."""
+    lines = [
+        '| test | AP | AP_small | AP_medium | AP_large | px per image | '
+        'wall time per image |', '|---|---|---|---|---|---|---|'
+    ]
+    for name, metrics, pixels, seconds in rows:
+        aps = ' | '.join(f'{metrics.get("coco/bbox_" + k, float("nan")):.3f}'
+                         for k in ('mAP', 'mAP_s', 'mAP_m', 'mAP_l'))
+        lines.append(f'| {name} | {aps} | {pixels / 1e6:.2f} M | '
+                     f'{seconds:.1f} s |')
+    return '\n'.join(lines)
+
+
 def results_table(stats, metrics, data_stats, timings, max_iters, cpu):
     rows = [
         ('training images', f'{stats["num_images"]} '
@@ -152,8 +198,9 @@ def results_table(stats, metrics, data_stats, timings, max_iters, cpu):
         ('bbox AP / AP50 / AP_small / AP_medium / AP_large',
          ' / '.join(f'{metrics.get("coco/bbox_" + k, float("nan")):.3f}'
                     for k in ('mAP', 'mAP_50', 'mAP_s', 'mAP_m', 'mAP_l'))),
-        ('wall time: data / train / test', ' / '.join(
-            f'{timings[k]:.0f} s' for k in ('data', 'train', 'test'))),
+        ('wall time: data / train / test / SNIPER test', ' / '.join(
+            f'{timings[k]:.0f} s'
+            for k in ('data', 'train', 'test', 'test_sniper'))),
         ('CPU kernels, torch threads',
          f'{cpu["cpu_capability"]}, {cpu["threads"]}'),
     ]
@@ -191,6 +238,25 @@ def main():
     metrics = runner.test()
     timings['test'] = time.perf_counter() - start
 
+    # The same trained weights, tested with SNIPER's multi-scale inference.
+    tta_runner = Runner.from_cfg(build_tta_config(cfg))
+    tta_runner.model.module.load_state_dict(runner.model.state_dict())
+    start = time.perf_counter()
+    tta_metrics = tta_runner.test()
+    timings['test_sniper'] = time.perf_counter() - start
+    num_val = len(runner.test_dataloader.dataset)
+    val_ann = osp.join(args.data_root, 'annotations', 'val.json')
+    scales = ', '.join(str(s) for s in cfg.tta_model.scales)
+    test_rows = [
+        (f'single scale ({cfg.get("test_scale_factor", 1.0)}x, mmdet '
+         'pipeline)', metrics, single_scale_pixels(cfg, val_ann),
+         timings['test'] / num_val),
+        (f'SNIPER multi-scale ({scales}; valid ranges, Soft-NMS)',
+         tta_metrics, tta_metrics['sniper/Mpx_per_img'] * 1e6,
+         timings['test_sniper'] / num_val),
+    ]
+    test_table = test_rows_table(test_rows)
+
     val_dir = osp.join(args.data_root, 'val')
     first_val = sorted(os.listdir(val_dir))[0]
     picture = osp.join(args.work_dir, 'predictions.jpg')
@@ -203,15 +269,17 @@ def main():
     markdown, text = results_table(stats, metrics, data_stats, timings,
                                    cfg.train_cfg.max_iters, cpu)
     with open(osp.join(args.work_dir, 'results.md'), 'w') as f:
-        f.write(markdown + '\n')
+        f.write(markdown + '\n\n' + test_table + '\n')
     with open(osp.join(args.work_dir, 'results.json'), 'w') as f:
-        json.dump(dict(chips=stats, metrics=metrics, timings=timings,
+        json.dump(dict(chips=stats, metrics=metrics,
+                       sniper_test_metrics=tta_metrics, timings=timings,
                        dataset=data_stats, cpu=cpu), f, indent=2,
                   default=float)
     print('\n' + '=' * 72)
     print('mmsniper demo: SNIPER chip training on the synthetic aerial set')
     print('=' * 72)
     print(text)
+    print('\n' + test_table)
     print(f'\npredictions ({num_drawn} boxes, score >= 0.3): {picture}')
     print(f'results: {osp.join(args.work_dir, "results.md")}')
 

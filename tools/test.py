@@ -65,9 +65,20 @@ def parse_args(argv=None):
     return parser, sniper_utils.parse_runner_args(parser, argv)
 
 
+#: Steps that change the image size: a SNIPER test loads the original size.
+_RESIZING_STEPS = ('Resize', 'RandomResize', 'FixShapeResize', 'RandomFlip',
+                   'Pad', 'RandomCrop', 'RandomChoiceResize')
+
+
+def _is_sniper_tta(tta_model) -> bool:
+    return str(tta_model.get('type', '')).split('.')[-1] == 'SniperTTAModel'
+
+
 def _enable_tta(cfg):
     """Wrap the model in ``tta_model`` and use ``tta_pipeline`` (defaults:
-    mmdet's DetTTAModel with horizontal-flip TTA)."""
+    mmdet's DetTTAModel with horizontal-flip TTA). A ``SniperTTAModel`` (the
+    SNIPER configs' multi-scale test) also gets its ``SniperTTAStatsHook``,
+    which logs the pixels and time per image next to the metric."""
     if 'tta_model' not in cfg:
         warnings.warn('Cannot find ``tta_model`` in config, '
                       'we will set it as default.')
@@ -75,6 +86,18 @@ def _enable_tta(cfg):
             type='DetTTAModel',
             tta_cfg=dict(
                 nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
+    if 'tta_pipeline' not in cfg and _is_sniper_tta(cfg.tta_model):
+        # SniperTTAModel resizes per scale itself: the test pipeline
+        # without its resizing steps
+        warnings.warn('Cannot find ``tta_pipeline`` in config: using the '
+                      'test pipeline without its resizing steps.')
+        test_data_cfg = cfg.test_dataloader.dataset
+        while 'dataset' in test_data_cfg:
+            test_data_cfg = test_data_cfg['dataset']
+        cfg.tta_pipeline = [
+            step for step in deepcopy(test_data_cfg.pipeline)
+            if str(step['type']).split('.')[-1] not in _RESIZING_STEPS
+        ]
     if 'tta_pipeline' not in cfg:
         warnings.warn('Cannot find ``tta_pipeline`` in config, '
                       'we will set it as default.')
@@ -100,6 +123,14 @@ def _enable_tta(cfg):
         cfg.tta_pipeline[-1] = flip_tta
     cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
     cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+    if _is_sniper_tta(cfg.tta_model):
+        # log the pixels and time per image next to the metric
+        hooks = list(cfg.get('custom_hooks', None) or [])
+        if not any(
+                str(h.get('type', '')).endswith('SniperTTAStatsHook')
+                for h in hooks):
+            hooks.append(dict(type='SniperTTAStatsHook'))
+        cfg.custom_hooks = hooks
 
 
 def main(argv=None):

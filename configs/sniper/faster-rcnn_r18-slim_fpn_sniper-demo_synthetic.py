@@ -55,6 +55,13 @@ test_pipeline = [
                    'scale_factor'))
 ]
 
+# SNIPER multi-scale test (`tools/test.py CONFIG CKPT --tta`, and the second
+# row of `make demo`): the training scales, with test valid ranges widened
+# as the reference widens its COCO ranges. At 1.5x the demo images (1500 to
+# 2500 px) exceed 4 M px and are processed as overlapping tiles.
+tta_model = dict(
+    scales=sniper_scales, valid_ranges=[(-1, 50), (24, 240), (120, -1)])
+
 train_dataloader = dict(
     batch_size=2,
     num_workers=2,

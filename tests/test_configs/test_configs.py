@@ -251,3 +251,35 @@ def test_rpn_configs_evaluate_proposal_recall(name, tmp_path):
     metrics = evaluator.evaluate(len(coco['images']))
     recall = [v for k, v in metrics.items() if 'AR@100' in k]
     assert recall and recall[0] > 0.9, metrics
+
+
+DETECTOR_CONFIGS = [c for c in CONFIG_IDS if not c.startswith('rpn_')]
+
+
+@pytest.mark.parametrize('name', DETECTOR_CONFIGS)
+def test_detector_configs_define_the_sniper_test(name):
+    """``--tta`` runs SniperTTAModel: one list of scales and ranges, a
+    pipeline that loads the image at its original size, the stats hook."""
+    cfg = Config.fromfile(osp.join(ROOT, 'configs', 'sniper', name))
+    tta = cfg.tta_model
+    assert tta.type == 'SniperTTAModel'
+    assert len(tta.scales) == len(tta.valid_ranges) >= 2
+    kinds = [step['type'] for step in cfg.tta_pipeline]
+    assert kinds[0] == 'LoadImageFromFile' and kinds[-1] == 'PackDetInputs'
+    assert not {'Resize', 'TestTimeAug', 'RandomFlip'} & set(kinds)
+    assert {'type': 'SniperTTAStatsHook'} in cfg.custom_hooks
+    model = MODELS.build(dict(tta, module=cfg.model))
+    assert model.scales == [
+        tuple(s) if isinstance(s, (list, tuple)) else s for s in tta.scales
+    ]
+    if 'coco' in name:
+        assert tta.scales == [(1400, 2000), (800, 1280), (480, 512)]
+        assert tta.valid_ranges == [(-1, 90), (32, 180), (75, -1)]
+        assert tta.merge_cfg.nms.sigma == 0.55
+        assert tta.merge_cfg.max_per_img == 200
+
+
+def test_rpn_coco_config_has_no_sniper_test():
+    cfg = Config.fromfile(
+        osp.join(ROOT, 'configs', 'sniper', 'rpn_r50_fpn_sniper-2e_coco.py'))
+    assert 'tta_model' not in cfg

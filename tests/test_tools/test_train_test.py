@@ -124,3 +124,20 @@ def test_mmdet_init_detector_loads_the_checkpoint(trained, tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert 'LOADED FasterRCNN True' in proc.stdout
     assert WEIGHTS_ONLY_ERROR not in proc.stdout
+
+
+def test_test_py_tta_sniper_model_on_a_plain_config(trained, tmp_path):
+    """``--tta`` with a SniperTTAModel given only on the command line: the
+    tool uses the test pipeline without its Resize (the model resizes) and
+    adds the stats hook, which logs the pixels next to the metric."""
+    ckpt = trained['work_dir'] / 'iter_2.pth'
+    res = tc.run_ok(
+        tc.eval_cmd(trained['cfg'], ckpt, tmp_path / 'tta_wd', '--tta',
+                    '--cfg-options', 'tta_model.type=SniperTTAModel',
+                    'tta_model.scales=[1.0,0.5]',
+                    'tta_model.valid_ranges=[(-1,40),(20,-1)]'))
+    assert 'coco/bbox_mAP:' in res.output
+    assert 'SNIPER test: 4 images' in res.output
+    # 128 x 128 at 1.0x and 0.5x
+    assert 'sniper/Mpx_per_img: 0.0205' in res.output
+    assert 'sniper/Mpx_per_img_scale1: 0.0041' in res.output

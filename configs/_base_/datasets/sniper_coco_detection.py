@@ -28,8 +28,10 @@ sniper_meta_keys = ('img_id', 'img_path', 'ori_shape', 'img_shape',
                     'chip_is_negative')
 
 train_pipeline = [
-    # A drop-in for LoadImageFromFile: at the coarse scales (s <= 0.5) it
-    # decodes JPEGs at 1/2, 1/4 or 1/8 size and keeps the chip's region.
+    # A drop-in for LoadImageFromFile: decodes JPEGs at reduced size for the
+    # coarse scales and keeps only the chip's region; add
+    # tile_store='DIR' (tools/dataset_converters/build_tile_store.py) to
+    # read only the chip's tiles.
     dict(type='LoadSniperChipFromFile', backend_args=backend_args),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='SniperChipCrop', min_gt_size=10),

@@ -1,5 +1,6 @@
 # Copyright (c) mmsniper contributors. All rights reserved.
 import copy
+import os.path as osp
 
 import cv2
 import mmcv
@@ -10,6 +11,7 @@ from PIL import Image
 
 from mmdet.datasets.transforms import LoadAnnotations
 from mmdet.registry import TRANSFORMS
+from mmsniper.datasets.image_io import ImageDecodeError, ImageSizeError
 from mmsniper.datasets.transforms import LoadSniperChipFromFile, SniperChipCrop
 
 H, W = 1200, 1600
@@ -98,7 +100,7 @@ CHIPS = [
 def test_geometry_equals_full_decode(image_files, box, s):
     results = make_results(image_files['jpg'], box, s)
     full, full_partial, _ = run_chip(
-        LoadSniperChipFromFile(draft=False), results)
+        LoadSniperChipFromFile(reduced_decode=False), results)
     ours, partial, loaded_shape = run_chip(LoadSniperChipFromFile(), results)
     assert not full_partial
     assert partial == (s <= 0.5)
@@ -169,25 +171,135 @@ def test_no_chip_is_load_image_from_file(image_files):
     assert ours['ori_shape'] == ref['ori_shape']
 
 
-def test_exif_orientation_falls_back(image_files):
+def test_exif_orientation(image_files):
+    # cv2's reduced decode applies the EXIF rotation like mmcv's full decode
     results = make_results(image_files['exif'], (0, 0, 1200, 1600), 0.25)
+    results['height'], results['width'] = W, H  # displayed orientation
     out = LoadSniperChipFromFile()(copy.deepcopy(results))
     ref = LoadImageFromFile()(dict(img_path=image_files['exif']))
     assert ref['img'].shape[:2] == (W, H)  # cv2 applied the rotation
-    assert 'sniper_chip_img_origin' not in out
-    np.testing.assert_array_equal(out['img'], ref['img'])
-    # ignoring orientation: the draft path may be used
+    assert out['sniper_chip_img_scale'] == 0.25
+    assert out['ori_shape'] == (W, H)
+    small = cv2.resize(
+        ref['img'], (H // 4, W // 4), interpolation=cv2.INTER_AREA)
+    h, w = out['img'].shape[:2]
+    assert np.abs(out['img'].astype(np.float32) - small[:h, :w]).mean() < 2
+    # ignoring orientation: the stored (unrotated) pixels
     out = LoadSniperChipFromFile(color_type='color_ignore_orientation')(
         make_results(image_files['exif'], (0, 0, 1600, 1200), 0.25))
     assert out['sniper_chip_img_scale'] == 0.25
     assert out['ori_shape'] == (H, W)
 
 
+@pytest.mark.parametrize('s', [1.0, 0.25])
+def test_exif_rotated_file_against_stored_size_annotation(image_files, s):
+    """Issue 7 item 5: an EXIF-rotated file annotated with its stored size
+    gave chips of wrong pixels; now an error names the file and sizes."""
+    results = make_results(image_files['exif'], (0, 0, 1200, 1200), s)
+    with pytest.raises(ImageSizeError) as info:
+        LoadSniperChipFromFile()(copy.deepcopy(results))
+    msg = str(info.value)
+    assert 'rotated.jpg' in msg and '1200 x 1600' in msg
+    assert 'width=1600, height=1200' in msg and 'EXIF' in msg
+
+
+@pytest.mark.parametrize('kind', ['double', 'transposed'])
+@pytest.mark.parametrize('s', [1.0, 0.5, 0.125])
+@pytest.mark.parametrize('reduced', [True, False])
+def test_size_mismatch_names_file_and_sizes(tmp_path, kind, s, reduced):
+    img = smooth_pattern(120, 160)
+    if kind == 'double':
+        img = cv2.resize(img, (320, 240))
+    else:
+        img = np.ascontiguousarray(img.transpose(1, 0, 2))
+    path = str(tmp_path / f'{kind}.jpg')
+    cv2.imwrite(path, img)
+    results = make_results(path, (0, 0, 100, 100), s)
+    results['height'], results['width'] = 120, 160
+    with pytest.raises(ImageSizeError) as info:
+        LoadSniperChipFromFile(reduced_decode=reduced)(results)
+    dh, dw = img.shape[:2]
+    assert f'{kind}.jpg' in str(info.value)
+    assert f'{dw} x {dh}' in str(info.value)
+    assert 'width=160, height=120' in str(info.value)
+    # check_size=False loads it anyway
+    out = LoadSniperChipFromFile(
+        reduced_decode=reduced, check_size=False)(
+            make_results(path, (0, 0, 100, 100), s))
+    assert out['ori_shape'] == (dh, dw)
+
+
+def _bad_files(tmp_path):
+    img = smooth_pattern(200, 300)
+    ok, jpg = cv2.imencode('.jpg', img)
+    ok, png = cv2.imencode('.png', img)
+    jpg, png = jpg.tobytes(), png.tobytes()
+    files = {
+        'empty.jpg': b'',
+        'garbage.jpg': b'this is not an image at all' * 10,
+        'truncated.jpg': jpg[:len(jpg) // 2],
+        'truncated.png': png[:len(png) // 2],
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    return [str(tmp_path / n) for n in files]
+
+
+@pytest.mark.parametrize('backend', ['cv2', 'pillow'])
+@pytest.mark.parametrize('s', [None, 1.0, 0.25])
+def test_corrupt_files_name_the_file(tmp_path, backend, s):
+    """Issue 7 item 6: empty, garbage and truncated files raise an error
+    naming the file on every decode path (a truncated JPEG used to decode
+    silently with grey rows)."""
+    for path in _bad_files(tmp_path):
+        if s is None:
+            results = dict(img_path=path)
+        else:
+            results = make_results(path, (0, 0, 200, 150), s)
+            results['height'], results['width'] = 200, 300
+        loader = LoadSniperChipFromFile(imdecode_backend=backend)
+        with pytest.raises(ImageDecodeError, match=osp.basename(path)):
+            loader(results)
+        assert LoadSniperChipFromFile(
+            imdecode_backend=backend,
+            ignore_empty=True)(copy.deepcopy(results) if s else dict(
+                img_path=path)) is None
+
+
+def test_decompression_bomb_limit(image_files, monkeypatch):
+    """Issue 7 item 6: over PIL's decompression-bomb limit the reduced
+    decode crashed without a file name; now the cv2 paths load it and the
+    pillow backend names the file and the setting that allows it."""
+    from PIL import Image
+    monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', 1000)
+    for s in (0.25, 0.5, 1.0):
+        out = LoadSniperChipFromFile()(
+            make_results(image_files['jpg'], (0, 0, 1600, 1200), s))
+        assert out['ori_shape'] == (H, W)
+    with pytest.raises(ImageDecodeError) as info:
+        LoadSniperChipFromFile(imdecode_backend='pillow')(
+            make_results(image_files['jpg'], (0, 0, 1600, 1200), 1.0))
+    msg = str(info.value)
+    assert 'big.jpg' in msg and 'PIL.Image.MAX_IMAGE_PIXELS' in msg
+    assert '1600 x 1200' in msg
+
+
+def test_opencv_pixel_limit_message(image_files, monkeypatch):
+    monkeypatch.setenv('OPENCV_IO_MAX_IMAGE_PIXELS', '1000')
+    for s in (0.25, 1.0):
+        with pytest.raises(ImageDecodeError) as info:
+            LoadSniperChipFromFile()(
+                make_results(image_files['jpg'], (0, 0, 1600, 1200), s))
+        assert 'big.jpg' in str(info.value)
+        assert 'OPENCV_IO_MAX_IMAGE_PIXELS' in str(info.value)
+
+
 def test_grayscale(image_files):
     results = make_results(image_files['jpg'], (10.5, 20.25, 1000.5, 1000.),
                            0.5)
     full, _, _ = run_chip(
-        LoadSniperChipFromFile(color_type='grayscale', draft=False), results)
+        LoadSniperChipFromFile(color_type='grayscale', reduced_decode=False),
+        results)
     ours, partial, _ = run_chip(
         LoadSniperChipFromFile(color_type='grayscale'), results)
     assert partial
@@ -196,7 +308,8 @@ def test_grayscale(image_files):
                   full['img']).mean() < 2.0
     # a grayscale JPEG read as 'color' gives 3 equal channels, like cv2
     results = make_results(image_files['gray'], (0, 0, 1600, 1200), 0.25)
-    full, _, _ = run_chip(LoadSniperChipFromFile(draft=False), results)
+    full, _, _ = run_chip(
+        LoadSniperChipFromFile(reduced_decode=False), results)
     ours, partial, _ = run_chip(LoadSniperChipFromFile(), results)
     assert partial and ours['img'].shape == (300, 400, 3)
     assert np.abs(ours['img'].astype(np.float32) - full['img']).mean() < 2.0
@@ -231,12 +344,14 @@ def test_ignore_empty(tmp_path):
 
 
 def test_registry_and_repr():
-    t = TRANSFORMS.build(dict(type='LoadSniperChipFromFile', draft=False))
+    t = TRANSFORMS.build(
+        dict(type='LoadSniperChipFromFile', reduced_decode=False))
     assert isinstance(t, LoadSniperChipFromFile)
     assert repr(t) == ("LoadSniperChipFromFile(ignore_empty=False, "
                        "to_float32=False, color_type='color', "
                        "imdecode_backend='cv2', backend_args=None, "
-                       'draft=False, crop_margin=8)')
+                       'reduced_decode=False, crop_margin=8, '
+                       'tile_store=None, check_size=True)')
     with pytest.raises(ValueError):
         LoadSniperChipFromFile(crop_margin=-1)
 

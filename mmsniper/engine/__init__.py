@@ -1,0 +1,3 @@
+from .hooks import SniperTTAStatsHook
+
+__all__ = ['SniperTTAStatsHook']

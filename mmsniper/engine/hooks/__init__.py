@@ -1,0 +1,3 @@
+from .sniper_tta_stats_hook import SniperTTAStatsHook
+
+__all__ = ['SniperTTAStatsHook']

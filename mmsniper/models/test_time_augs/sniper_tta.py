@@ -1,0 +1,418 @@
+# Copyright (c) mmsniper contributors. All rights reserved.
+"""SNIPER multi-scale inference for any mmdet detector (SNIPER_SPEC.md
+section 6), with tiled inference for images too large to enlarge whole."""
+import math
+import time
+from typing import Dict, List, Optional, Sequence
+
+import cv2
+import numpy as np
+import torch
+from mmcv.ops import batched_nms
+from mmengine.model import BaseTTAModel
+from mmengine.structures import InstanceData
+
+from mmdet.registry import MODELS
+from mmdet.structures import DetDataSample
+from mmsniper.chips import (compute_scale_factor, edge_cut_mask, flip_boxes,
+                            map_boxes_to_original, normalize_valid_ranges,
+                            plan_scale_tiles, scale_valid_range_mask,
+                            scaled_size)
+
+_CV2_INTERP = dict(
+    nearest=cv2.INTER_NEAREST,
+    bilinear=cv2.INTER_LINEAR,
+    bicubic=cv2.INTER_CUBIC,
+    area=cv2.INTER_AREA,
+    lanczos=cv2.INTER_LANCZOS4)
+
+DEFAULT_MERGE_CFG = dict(
+    nms=dict(
+        type='soft_nms',
+        iou_threshold=0.3,
+        sigma=0.55,
+        min_score=0.001,
+        method='gaussian'),
+    max_per_img=200)
+DEFAULT_TILE_CFG = dict(
+    max_pixels=4e6, tile_size=2000, overlap=None, edge_margin=10.0)
+
+
+def crop_resize(img: torch.Tensor, region, out_size,
+                interpolation: str = 'bilinear') -> torch.Tensor:
+    """Cut an integer-pixel region of a ``(C, H, W)`` image and resize it.
+
+    Only the region is read: each channel plane of the crop is resized by
+    ``cv2.resize`` straight from a strided view, so neither the whole image
+    nor its enlarged copy is ever materialised.
+
+    Args:
+        img (Tensor): ``(C, H, W)`` CPU image (any dtype cv2 accepts).
+        region (Sequence[int]): ``(x1, y1, x2, y2)`` orig px.
+        out_size (Sequence[int]): ``(w, h)`` of the output.
+        interpolation (str): cv2 interpolation name.
+
+    Returns:
+        Tensor: ``(C, h, w)`` image of ``img``'s dtype.
+    """
+    x1, y1, x2, y2 = (int(v) for v in region)
+    out_w, out_h = (int(v) for v in out_size)
+    planes = img.numpy() if isinstance(img, torch.Tensor) else img
+    crop = planes[:, y1:y2, x1:x2]
+    if (out_w, out_h) == (x2 - x1, y2 - y1):
+        return torch.from_numpy(np.ascontiguousarray(crop))
+    flag = _CV2_INTERP[interpolation]
+    out = np.empty((crop.shape[0], out_h, out_w), dtype=crop.dtype)
+    for c in range(crop.shape[0]):
+        cv2.resize(crop[c], (out_w, out_h), dst=out[c], interpolation=flag)
+    return torch.from_numpy(out)
+
+
+@MODELS.register_module()
+class SniperTTAModel(BaseTTAModel):
+    """SNIPER testing: every scale on the whole image, valid ranges, Soft-NMS.
+
+    Per image and test scale (finest first), the image is resized by the
+    scale's factor (a factor, or a ``(short_target, long_cap)`` pair as in
+    training; :func:`mmsniper.chips.compute_scale_factor`) and run through
+    the wrapped detector, optionally flipped too. When the scaled image would
+    exceed ``tile_cfg.max_pixels``, overlapping tiles of
+    ``tile_cfg.tile_size`` scaled px are cut from the original image and
+    resized one by one instead (:func:`mmsniper.chips.plan_scale_tiles`);
+    detections cut by an inner tile edge are dropped
+    (:func:`mmsniper.chips.edge_cut_mask`) and the views of one scale (tiles,
+    flips) are merged with ``view_nms``. Then each scale keeps the
+    detections whose sqrt-area in original px lies in its test valid range
+    (``lo < sqrt(area) <= hi``, the reference's test rule), all scales are
+    merged with class-wise ``merge_cfg.nms`` (Gaussian Soft-NMS by default)
+    and the top ``merge_cfg.max_per_img`` are kept.
+
+    The test pipeline must load the image at its original size and pack it
+    (``LoadImageFromFile``, ``PackDetInputs``): this model does the resizing.
+    It counts the pixels it feeds the detector per scale
+    (:attr:`sniper_stats`; :class:`SniperTTAStatsHook` logs them).
+
+    Args:
+        module (dict | nn.Module): The detector.
+        scales (Sequence): Test scales, finest first.
+        valid_ranges (Sequence): One ``(lo, hi)`` sqrt-area range per scale,
+            orig px, ``-1`` = open.
+        flip (bool): Also run every view flipped horizontally.
+        batch_size (int): Model inputs (whole images or tiles, of one scale)
+            per forward pass.
+        merge_cfg (dict): ``nms`` (an ``mmcv.ops.batched_nms`` config:
+            ``soft_nms`` with ``method='gaussian'``, ``sigma``,
+            ``min_score``, or ``type='nms'`` with ``iou_threshold``) and
+            ``max_per_img``.
+        view_nms (dict, optional): ``batched_nms`` config merging the views
+            of one scale (tiles, flips) before the valid-range filter;
+            ``None`` keeps them all.
+        tile_cfg (dict): ``max_pixels`` (scaled px above which an image is
+            tiled at that scale), ``tile_size`` (scaled px), ``overlap``
+            (scaled px; ``None``: the scale's valid-range upper bound plus
+            twice ``edge_margin``, in orig px), ``edge_margin`` (orig px).
+        interpolation (str): Resize interpolation (cv2), 'bilinear' as
+            mmdet's ``Resize``.
+        data_preprocessor (dict, optional): See ``BaseTTAModel``.
+    """
+
+    def __init__(self,
+                 module,
+                 scales: Sequence,
+                 valid_ranges: Sequence,
+                 flip: bool = False,
+                 batch_size: int = 1,
+                 merge_cfg: Optional[dict] = None,
+                 view_nms: Optional[dict] = dict(
+                     type='nms', iou_threshold=0.5),
+                 tile_cfg: Optional[dict] = None,
+                 interpolation: str = 'bilinear',
+                 data_preprocessor=None):
+        super().__init__(module=module, data_preprocessor=data_preprocessor)
+        if isinstance(scales, (str, bytes)) or not len(scales):
+            raise ValueError(f'scales must be a non-empty list, got '
+                             f'{scales!r}')
+        self.scales = [
+            tuple(s) if isinstance(s, (list, tuple)) else s for s in scales
+        ]
+        for scale in self.scales:  # fail at build time on a bad scale
+            compute_scale_factor(scale, (1000, 1000))
+        self.valid_ranges = [tuple(r) for r in valid_ranges]
+        self._ranges = normalize_valid_ranges(self.valid_ranges,
+                                              len(self.scales))
+        if int(batch_size) != batch_size or batch_size < 1:
+            raise ValueError(f'batch_size must be a positive integer, got '
+                             f'{batch_size!r}')
+        self.flip = bool(flip)
+        self.batch_size = int(batch_size)
+        self.merge_cfg = dict(DEFAULT_MERGE_CFG, **(merge_cfg or {}))
+        if 'nms' not in self.merge_cfg or 'type' not in self.merge_cfg['nms']:
+            raise ValueError('merge_cfg.nms must be a batched_nms config '
+                             f'with a type, got {self.merge_cfg!r}')
+        self.view_nms = dict(view_nms) if view_nms else None
+        self.tile_cfg = dict(DEFAULT_TILE_CFG, **(tile_cfg or {}))
+        unknown = set(self.tile_cfg) - set(DEFAULT_TILE_CFG)
+        if unknown:
+            raise ValueError(f'unknown tile_cfg keys {sorted(unknown)}; '
+                             f'known: {sorted(DEFAULT_TILE_CFG)}')
+        if interpolation not in _CV2_INTERP:
+            raise ValueError(f'interpolation must be one of '
+                             f'{sorted(_CV2_INTERP)}, got {interpolation!r}')
+        self.interpolation = interpolation
+        self.reset_stats()
+
+    # ------------------------------------------------------------------
+    # accounting
+    # ------------------------------------------------------------------
+    def reset_stats(self) -> None:
+        """Zero the pixel and time counters."""
+        num = len(self.scales)
+        self.sniper_stats = dict(
+            images=0,
+            seconds=0.0,
+            pixels=np.zeros(num, dtype=np.float64),
+            views=np.zeros(num, dtype=np.int64),
+            tiled_images=np.zeros(num, dtype=np.int64),
+            scale_seconds=np.zeros(num, dtype=np.float64))
+
+    # ------------------------------------------------------------------
+    # inference
+    # ------------------------------------------------------------------
+    @staticmethod
+    def _image_hw(img: torch.Tensor, data_sample) -> tuple:
+        if not isinstance(img, torch.Tensor) or img.dim() != 3:
+            raise TypeError(
+                'SniperTTAModel expects one (C, H, W) tensor per image (the '
+                'output of PackDetInputs); got '
+                f'{type(img).__name__} for '
+                f'{data_sample.metainfo.get("img_path")}. '
+                'Its tta_pipeline must not use TestTimeAug or Resize: the '
+                'model resizes per scale itself.')
+        height, width = img.shape[-2:]
+        ori_shape = data_sample.metainfo.get('ori_shape')
+        if ori_shape is not None and tuple(ori_shape[:2]) != (height, width):
+            raise ValueError(
+                f'image {data_sample.metainfo.get("img_path")}: the input is '
+                f'{height}x{width} but ori_shape is {tuple(ori_shape)}; '
+                'the tta_pipeline must load the image at its original size '
+                '(no Resize): SniperTTAModel resizes per scale itself.')
+        return int(height), int(width)
+
+    def _views(self, scale_idx: int, height: int, width: int) -> tuple:
+        """Regions (orig px) of one image at one scale, and its factor."""
+        factor = compute_scale_factor(self.scales[scale_idx], (height, width))
+        hi = self._ranges[scale_idx, 1]
+        cfg = self.tile_cfg
+        regions = plan_scale_tiles((height, width),
+                                   factor,
+                                   max_pixels=cfg['max_pixels'],
+                                   tile_size=cfg['tile_size'],
+                                   max_object_size=hi,
+                                   edge_margin=cfg['edge_margin'],
+                                   overlap=cfg['overlap'])
+        return regions, factor
+
+    def _run_views(self, views: List[dict], inputs, data_samples) -> None:
+        """Cut, resize, detect and map one batch of views (one scale)."""
+        batch_inputs, batch_samples = [], []
+        for view in views:
+            img = inputs[view['image']]
+            x1, y1, x2, y2 = view['region']
+            out_h, out_w = scaled_size((y2 - y1, x2 - x1), view['factor'])
+            tensor = crop_resize(img.cpu(), view['region'], (out_w, out_h),
+                                 self.interpolation)
+            if view['flip']:
+                tensor = tensor.flip(-1)
+            scale = (out_w / (x2 - x1), out_h / (y2 - y1))
+            meta = dict(data_samples[view['image']].metainfo)
+            meta.update(
+                img_shape=(out_h, out_w),
+                ori_shape=(int(y2 - y1), int(x2 - x1)),
+                scale_factor=scale,
+                flip=view['flip'],
+                flip_direction='horizontal' if view['flip'] else None,
+                sniper_region=tuple(float(v) for v in view['region']))
+            view['scale'] = scale
+            view['width'] = out_w
+            batch_inputs.append(tensor)
+            batch_samples.append(DetDataSample(metainfo=meta))
+        data = self.module.data_preprocessor(
+            dict(inputs=batch_inputs, data_samples=batch_samples), False)
+        with torch.no_grad():
+            preds = self.module.predict(
+                data['inputs'], data['data_samples'], rescale=False)
+        for view, pred in zip(views, preds):
+            inst = pred.pred_instances
+            boxes = inst.bboxes.detach().float().cpu().numpy().astype(
+                np.float64)
+            if view['flip']:
+                boxes = flip_boxes(boxes, view['width'])
+            height, width = view['image_hw']
+            region = np.asarray(view['region'], dtype=np.float64)
+            boxes = map_boxes_to_original(boxes, region[:2], view['scale'],
+                                          (height, width))
+            keep = np.ones(len(boxes), dtype=bool)
+            if view['tiled']:
+                keep = edge_cut_mask(boxes, region, (height, width),
+                                     self.tile_cfg['edge_margin'])
+            keep_t = torch.from_numpy(keep)
+            if view.get('keep_pred', False):
+                view['pred'] = pred  # e.g. AutoFocus reads its focus map
+            view['result'] = (torch.from_numpy(boxes[keep]).float(),
+                              inst.scores.detach().float().cpu()[keep_t],
+                              inst.labels.detach().cpu()[keep_t])
+
+    def _merge_views(self, results: List[tuple]) -> InstanceData:
+        """Concatenate the views of one image at one scale (+ view NMS)."""
+        bboxes = torch.cat([r[0] for r in results])
+        scores = torch.cat([r[1] for r in results])
+        labels = torch.cat([r[2] for r in results])
+        if len(results) > 1 and self.view_nms and len(bboxes):
+            dets, keep = batched_nms(bboxes, scores, labels, self.view_nms)
+            bboxes, scores, labels = dets[:, :4], dets[:, 4], labels[keep]
+        return InstanceData(bboxes=bboxes, scores=scores, labels=labels)
+
+    def test_step(self, data: dict) -> List[DetDataSample]:
+        """Run the SNIPER test on a batch (``inputs``, ``data_samples``)."""
+        start = time.perf_counter()
+        if not isinstance(data, dict):
+            raise TypeError('SniperTTAModel.test_step expects the dict of a '
+                            'pseudo-collated batch (inputs, data_samples), '
+                            f'got {type(data).__name__}')
+        inputs, data_samples = data['inputs'], data['data_samples']
+        if inputs and isinstance(inputs[0], (list, tuple)):
+            raise TypeError(
+                'SniperTTAModel got several augmented views per image (a '
+                'TestTimeAug pipeline); its tta_pipeline must load the image '
+                'at its original size and pack it once (LoadImageFromFile, '
+                'PackDetInputs): the model resizes per scale itself.')
+        sizes = [
+            self._image_hw(img, sample)
+            for img, sample in zip(inputs, data_samples)
+        ]
+        stats = self.sniper_stats
+        per_image: List[List[DetDataSample]] = [[] for _ in inputs]
+        flips = (False, True) if self.flip else (False, )
+        for scale_idx in range(len(self.scales)):
+            scale_start = time.perf_counter()
+            views, by_image = [], [[] for _ in inputs]
+            for image_idx, (height, width) in enumerate(sizes):
+                regions, factor = self._views(scale_idx, height, width)
+                stats['tiled_images'][scale_idx] += len(regions) > 1
+                for region in regions:
+                    for flip in flips:
+                        view = dict(
+                            image=image_idx,
+                            image_hw=(height, width),
+                            region=region,
+                            factor=factor,
+                            flip=flip,
+                            tiled=len(regions) > 1)
+                        views.append(view)
+                        by_image[image_idx].append(view)
+            for first in range(0, len(views), self.batch_size):
+                self._run_views(views[first:first + self.batch_size], inputs,
+                                data_samples)
+            for view in views:
+                stats['pixels'][scale_idx] += math.prod(
+                    scaled_size(
+                        (view['region'][3] - view['region'][1],
+                         view['region'][2] - view['region'][0]),
+                        view['factor']))
+            stats['views'][scale_idx] += len(views)
+            for image_idx, image_views in enumerate(by_image):
+                merged = self._merge_views([v['result'] for v in image_views])
+                sample = DetDataSample(
+                    metainfo=dict(
+                        data_samples[image_idx].metainfo,
+                        sniper_scale_idx=scale_idx))
+                sample.pred_instances = merged
+                per_image[image_idx].append(sample)
+            stats['scale_seconds'][scale_idx] += (
+                time.perf_counter() - scale_start)
+        merged = self.merge_preds(per_image)
+        outputs = []
+        for sample, result in zip(data_samples, merged):
+            sample.pred_instances = result.pred_instances
+            outputs.append(sample)
+        stats['images'] += len(inputs)
+        stats['seconds'] += time.perf_counter() - start
+        return outputs
+
+    # ------------------------------------------------------------------
+    # merging
+    # ------------------------------------------------------------------
+    def merge_preds(self, data_samples_list: List[List[DetDataSample]]
+                    ) -> List[DetDataSample]:
+        """Merge the per-scale predictions of each image.
+
+        Args:
+            data_samples_list (list[list[DetDataSample]]): Per image, one
+                sample per scale whose ``pred_instances`` are in original px
+                and whose metainfo holds ``sniper_scale_idx``.
+
+        Returns:
+            list[DetDataSample]: Per image, the valid-range filtered,
+            merged and capped detections (metainfo of its first sample).
+        """
+        return [self._merge_image(samples) for samples in data_samples_list]
+
+    def _merge_image(self, samples: List[DetDataSample]) -> DetDataSample:
+        bboxes, scores, labels = [], [], []
+        for sample in samples:
+            inst = sample.pred_instances
+            scale_idx = sample.metainfo.get('sniper_scale_idx')
+            if scale_idx is None:
+                raise KeyError('each sample to merge needs sniper_scale_idx '
+                               'in its metainfo')
+            boxes = inst.bboxes.detach().float().cpu()
+            keep = scale_valid_range_mask(
+                boxes.numpy(), np.full(len(boxes), scale_idx),
+                self._ranges)
+            keep = torch.from_numpy(keep)
+            bboxes.append(boxes[keep])
+            scores.append(inst.scores.detach().float().cpu()[keep])
+            labels.append(inst.labels.detach().cpu()[keep])
+        bboxes = torch.cat(bboxes) if bboxes else torch.zeros((0, 4))
+        scores = torch.cat(scores) if scores else torch.zeros(0)
+        labels = torch.cat(labels) if labels else torch.zeros(
+            0, dtype=torch.long)
+        max_per_img = self.merge_cfg.get('max_per_img', -1)
+        if len(bboxes):
+            dets, keep = batched_nms(bboxes, scores, labels,
+                                     self.merge_cfg['nms'])
+            bboxes, scores, labels = dets[:, :4], dets[:, 4], labels[keep]
+        if max_per_img is not None and max_per_img > 0:
+            bboxes, scores = bboxes[:max_per_img], scores[:max_per_img]
+            labels = labels[:max_per_img]
+        meta = dict(samples[0].metainfo) if samples else {}
+        meta.pop('sniper_scale_idx', None)
+        result = DetDataSample(metainfo=meta)
+        result.pred_instances = InstanceData(
+            bboxes=bboxes, scores=scores, labels=labels)
+        return result
+
+    def extra_repr(self) -> str:
+        return (f'scales={self.scales}, valid_ranges={self.valid_ranges}, '
+                f'flip={self.flip}, batch_size={self.batch_size}, '
+                f'merge_cfg={self.merge_cfg}, view_nms={self.view_nms}, '
+                f'tile_cfg={self.tile_cfg}')
+
+
+def format_sniper_stats(stats: Dict, scales: Sequence) -> List[str]:
+    """Human-readable lines of :attr:`SniperTTAModel.sniper_stats`."""
+    images = max(int(stats['images']), 1)
+    total = float(np.sum(stats['pixels']))
+    lines = [
+        f'SNIPER test: {int(stats["images"])} images, '
+        f'{total / images / 1e6:.3f} M px per image over '
+        f'{len(scales)} scales, {stats["seconds"] / images:.3f} s per image'
+    ]
+    for idx, scale in enumerate(scales):
+        lines.append(
+            f'  scale {idx} {scale}: '
+            f'{stats["pixels"][idx] / images / 1e6:.3f} M px per image, '
+            f'{int(stats["views"][idx])} model inputs, '
+            f'{int(stats["tiled_images"][idx])} images tiled, '
+            f'{stats["scale_seconds"][idx] / images:.3f} s per image')
+    return lines

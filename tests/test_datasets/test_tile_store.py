@@ -1,0 +1,408 @@
+# Copyright (c) mmsniper contributors. All rights reserved.
+"""Tile store: exact tile reads, the chip loader on a store, the converter
+(resume after an interruption), check_images.py and a gigapixel image."""
+import copy
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+import textwrap
+
+import cv2
+import numpy as np
+import pytest
+
+from mmdet.datasets.transforms import LoadAnnotations
+from mmsniper.datasets.tile_store import (TiledImage, TileStore,
+                                          TileStoreError, build_pyramid,
+                                          level_for_scale, num_levels)
+from mmsniper.datasets.transforms import LoadSniperChipFromFile, SniperChipCrop
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, osp.join(ROOT, 'tools', 'dataset_converters'))
+sys.path.insert(0, osp.join(ROOT, 'tools', 'analysis_tools'))
+import build_tile_store  # noqa: E402
+import check_images  # noqa: E402
+
+H, W, TILE = 301, 403, 64  # odd sizes: edge padding at every level
+
+
+def pattern(h, w, seed=0):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = np.stack([xx % 251, yy % 241, (xx * 3 + yy * 5) % 256], -1)
+    img += rng.normal(0, 20, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def make_dataset(root, num=4, h=H, w=W):
+    """JPEGs plus a COCO annotation file."""
+    os.makedirs(osp.join(root, 'imgs', 'sub'), exist_ok=True)
+    images = []
+    for i in range(num):
+        name = f'sub/img{i}.jpg'
+        cv2.imwrite(osp.join(root, 'imgs', name), pattern(h, w, i))
+        images.append(dict(id=i + 1, file_name=name, height=h, width=w))
+    ann = osp.join(root, 'ann.json')
+    with open(ann, 'w') as f:
+        json.dump(
+            dict(
+                images=images,
+                annotations=[],
+                categories=[dict(id=1, name='a')]), f)
+    return ann, osp.join(root, 'imgs')
+
+
+@pytest.fixture(scope='module')
+def store(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp('ts'))
+    ann, img_dir = make_dataset(root)
+    out = osp.join(root, 'store')
+    assert build_tile_store.main([
+        ann, '--img-dir', img_dir, '--out', out, '--tile',
+        str(TILE), '--nproc', '1'
+    ]) == 0
+    return dict(ann=ann, img_dir=img_dir, out=out)
+
+
+def test_num_levels_and_level_for_scale():
+    assert num_levels(H, W, TILE) == 4  # 403 -> 202 -> 101 -> 51
+    assert num_levels(64, 64, 64) == 1
+    assert [
+        level_for_scale(s, 5) for s in (3.0, 1.0, 0.9, 0.5, 0.3, 0.25, 0.01)
+    ] == [0, 0, 0, 1, 1, 2, 4]
+
+
+def test_pyramid_levels_are_block_means():
+    img = pattern(H, W)
+    levels = build_pyramid(img, TILE)
+    assert [lv.shape[:2] for lv in levels] == [(301, 403), (151, 202),
+                                               (76, 101), (38, 51)]
+    padded = np.pad(img, ((0, 1), (0, 1), (0, 0)), mode='edge').astype(float)
+    means = padded.reshape(151, 2, 202, 2, 3).mean((1, 3))
+    assert np.abs(levels[1] - means).max() <= 0.5 + 1e-6
+
+
+def test_tile_reads_equal_source_pixels(store):
+    """Corners, edges and regions across tile borders, at every level."""
+    path = osp.join(store['img_dir'], 'sub', 'img1.jpg')
+    src = cv2.imread(path)
+    levels = build_pyramid(src, TILE)
+    tiled = TileStore(store['out']).open(path)
+    assert tiled.num_levels == len(levels) == 4
+    for k, ref in enumerate(levels):
+        lh, lw = ref.shape[:2]
+        regions = [
+            (0, 0, 10, 10),
+            (lw - 7, 0, lw, 9),
+            (0, lh - 5, 6, lh),
+            (lw - 3, lh - 3, lw, lh),  # corners
+            (0, 0, lw, lh),  # all of it
+            (TILE - 2, TILE - 3, TILE + 5, TILE + 2),  # across tile borders
+            (lw // 2, 0, lw // 2 + 1, lh),  # a column, top to bottom edge
+        ]
+        if k < 3:
+            assert TILE + 5 <= lw and TILE + 2 <= lh
+        for x0, y0, x1, y1 in regions:
+            if x1 > lw or y1 > lh:
+                continue
+            got = tiled.read_region(k, x0, y0, x1, y1)
+            np.testing.assert_array_equal(
+                got,
+                ref[max(y0, 0):y1, max(x0, 0):x1],
+                err_msg=f'level {k} region {(x0, y0, x1, y1)}')
+
+
+def _chip_results(path, box, s):
+    return dict(
+        img_path=path,
+        img_id=1,
+        height=H,
+        width=W,
+        instances=[
+            dict(bbox=[10., 20., 200., 150.], bbox_label=0, ignore_flag=0)
+        ],
+        sniper_chip=dict(
+            box=np.asarray(box, np.float32),
+            scale_factor=s,
+            scale_idx=0,
+            valid_range=(-1, -1),
+            valid_gt=np.array([0]),
+            chip_size=(512, 512),
+            is_negative=False))
+
+
+@pytest.mark.parametrize('box,s', [((0, 0, W, H), 1.0),
+                                   ((100.5, 50.25, 300, 301), 1.0),
+                                   ((0, 0, W, H), 1.27), ((0, 0, W, H), 0.5),
+                                   ((37, 11, W, 250), 0.3),
+                                   ((0, 0, W, H), 0.06),
+                                   ((W - 20, H - 20, W, H), 0.25)])
+def test_loader_on_store_matches_full_decode(store, box, s):
+    path = osp.join(store['img_dir'], 'sub', 'img2.jpg')
+    results = _chip_results(path, box, s)
+    outs = []
+    for loader in (LoadSniperChipFromFile(reduced_decode=False),
+                   LoadSniperChipFromFile(tile_store=store['out'])):
+        r = loader(copy.deepcopy(results))
+        if loader.tile_store:
+            k = level_for_scale(s, 4)
+            assert r['sniper_chip_img_scale'] == 2.0**-k
+            # only the chip's region (+ margin) was read
+            assert r['img'].shape[0] <= np.ceil(
+                (box[3] - box[1]) * 2.0**-k) + 2 * 8 + 2
+            assert loader.bytes_read > 0
+        outs.append(SniperChipCrop()(LoadAnnotations()(r)))
+    full, ours = outs
+    for key in ('img_shape', 'ori_shape', 'scale_factor', 'chip_offset'):
+        assert ours[key] == full[key]
+    np.testing.assert_array_equal(ours['gt_bboxes'].numpy(),
+                                  full['gt_bboxes'].numpy())
+    oh, ow = ours['img_shape']
+    diff = np.abs(ours['img'][:oh, :ow].astype(float) - full['img'][:oh, :ow])
+    if s >= 1:
+        assert diff.max() == 0  # level 0 is lossless
+    elif s >= 0.25:
+        assert diff.mean() < 8  # block means instead of a bilinear resize
+    else:  # bilinear aliases the noise: compare with an area resize
+        ref = cv2.resize(
+            cv2.imread(path), (ow, oh), interpolation=cv2.INTER_AREA)
+        assert np.abs(ours['img'][:oh, :ow].astype(float) - ref).mean() < 6
+
+
+def test_store_errors(store, tmp_path):
+    with pytest.raises(TileStoreError, match='not a tile store'):
+        LoadSniperChipFromFile(tile_store=str(tmp_path))
+    with pytest.raises(ValueError, match='color_type'):
+        LoadSniperChipFromFile(tile_store=store['out'], color_type='grayscale')
+    loader = LoadSniperChipFromFile(tile_store=store['out'])
+    with pytest.raises(TileStoreError, match='missing.jpg'):
+        loader(_chip_results(str(tmp_path / 'missing.jpg'), (0, 0, 9, 9), 1))
+    bad = tmp_path / 'bad.tif'
+    bad.write_bytes(b'II*\x00garbage')
+    with pytest.raises(TileStoreError, match='bad.tif'):
+        TiledImage(str(bad))
+    # a store file whose size differs from the annotation
+    results = _chip_results(
+        osp.join(store['img_dir'], 'sub', 'img0.jpg'), (0, 0, 9, 9), 1)
+    results['width'] = W * 2
+    with pytest.raises(ValueError, match='img0.jpg'):
+        loader(results)
+
+
+def test_found_after_the_images_moved(store):
+    loader = LoadSniperChipFromFile(tile_store=store['out'])
+    out = loader(
+        _chip_results('/elsewhere/imgs/sub/img3.jpg', (0, 0, W, H), 0.5))
+    assert out['sniper_chip_img_scale'] == 0.5
+
+
+def test_converter_resumes_after_interruption(tmp_path, monkeypatch):
+    ann, img_dir = make_dataset(str(tmp_path), num=5)
+    out = str(tmp_path / 'store')
+    argv = [
+        ann, '--img-dir', img_dir, '--out', out, '--tile', '64', '--nproc', '1'
+    ]
+    real_write = build_tile_store.write_tiled_pyramid
+    calls = []
+
+    def interrupted(img, path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 3:  # killed while writing the third image
+            with open(f'{path}.tmp999', 'wb') as f:
+                f.write(b'partial')
+            raise KeyboardInterrupt
+        return real_write(img, path, *args, **kwargs)
+
+    monkeypatch.setattr(build_tile_store, 'write_tiled_pyramid', interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        build_tile_store.main(argv)
+    tifs = sorted(
+        osp.join(d, f) for d, _, fs in os.walk(out) for f in fs
+        if f.endswith('.tif'))
+    assert len(tifs) == 2
+    stamps = {p: os.stat(p).st_mtime_ns for p in tifs}
+
+    monkeypatch.setattr(build_tile_store, 'write_tiled_pyramid', real_write)
+    calls.clear()
+    assert build_tile_store.main(argv) == 0
+    after = sorted(osp.join(d, f) for d, _, fs in os.walk(out) for f in fs)
+    assert [p for p in after if p.endswith('.tif')
+            ] == [osp.join(out, f'img{i}.jpg.tif') for i in range(5)]
+    assert not [p for p in after if '.tmp' in p]
+    for p, t in stamps.items():  # not redone
+        assert os.stat(p).st_mtime_ns == t
+    store = TileStore(out)
+    for i in range(5):
+        path = osp.join(img_dir, 'sub', f'img{i}.jpg')
+        np.testing.assert_array_equal(
+            store.open(path).read_region(0, 0, 0, W, H), cv2.imread(path))
+    # a changed source image is rebuilt, the others skipped
+    os.utime(osp.join(img_dir, 'sub', 'img0.jpg'), ns=(1, 1))
+    monkeypatch.setattr(build_tile_store, 'write_tiled_pyramid', interrupted)
+    calls.clear()
+    assert build_tile_store.main(argv) == 0
+    assert calls == [osp.join(out, 'img0.jpg.tif')]
+
+
+def test_converter_reports_bad_images(tmp_path, capsys):
+    ann, img_dir = make_dataset(str(tmp_path), num=3)
+    with open(osp.join(img_dir, 'sub', 'img1.jpg'), 'r+b') as f:
+        f.truncate(500)
+    out = str(tmp_path / 'store')
+    assert build_tile_store.main(
+        [ann, '--img-dir', img_dir, '--out', out, '--nproc', '2']) == 1
+    err = capsys.readouterr().err
+    assert 'img1.jpg' in err and 'truncated' in err
+    assert osp.isfile(osp.join(out, 'img2.jpg.tif'))
+
+
+def test_converter_checks_free_disk(tmp_path, monkeypatch, capsys):
+    ann, img_dir = make_dataset(str(tmp_path), num=1)
+    import shutil
+    monkeypatch.setattr(shutil, 'disk_usage',
+                        lambda p: shutil._ntuple_diskusage(10, 10, 1))
+    assert build_tile_store.main(
+        [ann, '--img-dir', img_dir, '--out',
+         str(tmp_path / 's')]) == 1
+    assert 'not enough free disk space' in capsys.readouterr().err
+
+
+def test_check_images_reports_every_problem(tmp_path, capsys):
+    ann, img_dir = make_dataset(str(tmp_path), num=6)
+    sub = osp.join(img_dir, 'sub')
+    img = cv2.imread(osp.join(sub, 'img0.jpg'))
+    cv2.imwrite(osp.join(sub, 'img1.jpg'), cv2.resize(img, (2 * W, 2 * H)))
+    cv2.imwrite(osp.join(sub, 'img2.jpg'), img.transpose(1, 0, 2).copy())
+    open(osp.join(sub, 'img3.jpg'), 'wb').close()
+    with open(osp.join(sub, 'img4.jpg'), 'r+b') as f:
+        f.truncate(300)
+    for nproc in ('1', '2'):
+        assert check_images.main([ann, '--img-dir', img_dir, '--nproc',
+                                  nproc]) == 1
+        err = capsys.readouterr().err
+        assert '4 of 6 images have problems' in err
+        assert f'img1.jpg: decoded image is {2 * W} x {2 * H}' in err
+        assert f'img2.jpg: decoded image is {H} x {W}' in err
+        assert 'img3.jpg: empty file' in err
+        assert 'img4.jpg: truncated JPEG' in err
+        assert 'img0.jpg' not in err and 'img5.jpg' not in err
+
+
+GIGA_BUILD = textwrap.dedent('''
+    import json, os, sys
+    sys.path.insert(0, {root!r})
+    sys.path.insert(0, os.path.join({root!r}, 'tools', 'dataset_converters'))
+    import cv2
+    import numpy as np
+    import build_tile_store
+    n, root = {n}, sys.argv[1]
+    img = np.full((n, n, 3), 90, np.uint8)
+    img[::1000] = 255  # grid lines
+    img[:, ::1000] = 0
+    img[100:150, 100:160] = (0, 0, 255)
+    img[n - 600:n - 10, n - 900:n - 10] = (0, 255, 0)
+    os.makedirs(os.path.join(root, 'imgs'))
+    assert cv2.imwrite(os.path.join(root, 'imgs', 'mosaic.jpg'), img,
+                       [cv2.IMWRITE_JPEG_QUALITY, 80])
+    del img
+    ann = os.path.join(root, 'ann.json')
+    with open(ann, 'w') as f:
+        json.dump(dict(images=[dict(id=1, file_name='mosaic.jpg', height=n,
+                                    width=n)], annotations=[],
+                       categories=[dict(id=1, name='a')]), f)
+    sys.exit(build_tile_store.main([
+        ann, '--img-dir', os.path.join(root, 'imgs'), '--out',
+        os.path.join(root, 'store'), '--tile', '512', '--nproc', '1']))
+''')
+
+GIGA_LOAD = textwrap.dedent('''
+    import resource, sys
+    sys.path.insert(0, {root!r})
+    import numpy as np
+    import mmcv, cv2
+    from mmengine.registry import init_default_scope
+    import mmsniper
+    from mmdet.datasets.transforms import LoadAnnotations
+    from mmsniper.chips import generate_multiscale_chips
+    from mmsniper.datasets.transforms import (LoadSniperChipFromFile,
+                                              SniperChipCrop)
+    init_default_scope('mmdet')
+
+    def no_full_decode(*args, **kwargs):
+        raise AssertionError('decoded a whole image')
+    cv2.imdecode = cv2.imread = mmcv.imfrombytes = no_full_decode
+    path, store, n = sys.argv[1], sys.argv[2], {n}
+    gt = np.array([[100, 100, 160, 150], [9000, 9000, 9400, 9300],
+                   [n - 900, n - 600, n - 10, n - 10]], np.float32)
+    scales = [1.0, 0.25, 512 / n]
+    chips = generate_multiscale_chips(
+        gt, (n, n), scales, [(-1, 80), (32, 500), (300, -1)],
+        chip_size=512, stride=32)
+    loader = LoadSniperChipFromFile(tile_store=store)
+    crop = SniperChipCrop()
+    count = 0
+    for k, sc in enumerate(chips):
+        for box in sc.chips:
+            r = dict(img_path=path, height=n, width=n,
+                     instances=[dict(bbox=b.tolist(), bbox_label=0,
+                                     ignore_flag=0) for b in gt],
+                     sniper_chip=dict(box=box, scale_factor=scales[k],
+                                      scale_idx=k, valid_range=(-1, -1),
+                                      valid_gt=np.arange(3),
+                                      chip_size=(512, 512),
+                                      is_negative=False))
+            out = crop(LoadAnnotations()(loader(r)))
+            assert out['img'].shape == (512, 512, 3), out['img'].shape
+            count += 1
+    print('CHIPS', count)
+    print('BYTES', loader.bytes_read)
+    # ru_maxrss survives fork + exec on Linux (it starts at the parent's
+    # peak), so the peak of this process's own memory is VmHWM.
+    hwm = [ln.split()[1] for ln in open('/proc/self/status')
+           if ln.startswith('VmHWM')]
+    print('PEAK_KB', hwm[0] if hwm else
+          resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+''')
+
+
+def test_gigapixel_image_bounded_memory(tmp_path):
+    """A 20,000 x 20,000 px JPEG: store built, chips generated and loaded
+    from the store at every scale without any whole-image decode, peak
+    loader-process memory under 1 GB; PIL's bomb limit is explained."""
+    n = 20000
+    root = tmp_path / 'giga'
+    build = tmp_path / 'build.py'
+    build.write_text(GIGA_BUILD.format(root=ROOT, n=n))
+    proc = subprocess.run(
+        [sys.executable, str(build), str(root)],
+        capture_output=True,
+        text=True,
+        timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    path = str(root / 'imgs' / 'mosaic.jpg')
+    script = tmp_path / 'load.py'
+    script.write_text(GIGA_LOAD.format(root=ROOT, n=n))
+    proc = subprocess.run(
+        [sys.executable,
+         str(script), path,
+         str(root / 'store')],
+        capture_output=True,
+        text=True,
+        timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = dict(
+        ln.split(' ', 1) for ln in proc.stdout.splitlines() if ' ' in ln)
+    assert int(lines['CHIPS']) == 4  # 1 + 2 + 1 chips
+    assert 0 < int(lines['BYTES']) < 20 * 2**20
+    peak_mb = int(lines['PEAK_KB']) / 1024
+    print(f"gigapixel: peak {peak_mb:.0f} MB, {lines['BYTES']} bytes read")
+    assert peak_mb < 1024, f'peak RSS {peak_mb:.0f} MB'
+    # PIL's decompression-bomb limit: a message that says how to allow it
+    from mmsniper.datasets.image_io import ImageDecodeError
+    results = dict(img_path=path, height=n, width=n)
+    with pytest.raises(ImageDecodeError) as info:
+        LoadSniperChipFromFile(imdecode_backend='pillow')(results)
+    assert 'mosaic.jpg' in str(info.value)
+    assert 'PIL.Image.MAX_IMAGE_PIXELS = None' in str(info.value)
