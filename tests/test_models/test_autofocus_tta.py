@@ -134,22 +134,44 @@ def test_empty_focus_map_skips_the_finer_scales():
     assert model.sniper_stats['pixels'][:2].sum() == 0
 
 
-def test_chip_edge_detections_are_pruned():
-    # one long object: the finest-scale chip around its focus cells (min
-    # size 1 cell, no dilation) cuts it; the cut piece must not be reported
-    size = (256, 256)
-    img = draw_objects(size, np.array([[100, 100, 110, 110]]), [0])
-    det = FocusDrawnObjectsDetector()
+class LabelZeroFocusDetector(FocusDrawnObjectsDetector):
+    """Focus only on the objects of label 0 (channel 1 == 60)."""
+
+    def predict(self, batch_inputs, batch_data_samples, rescale=True):
+        results = DrawnObjectsDetector.predict(self, batch_inputs,
+                                               batch_data_samples, rescale)
+        for img, out in zip(batch_inputs, results):
+            height, width = out.img_shape
+            planes = img[:, :height, :width].float()
+            mask = ((planes[0] > 127) & (planes[1] < 90)).float()[None, None]
+            cells = torch.nn.functional.max_pool2d(
+                mask, self.stride, self.stride, ceil_mode=True)[0]
+            out.pred_focus_map = PixelData(
+                data=cells, metainfo=dict(stride=self.stride))
+        return results
+
+
+@pytest.mark.parametrize('margin, expected', [(2, 1), (0, 2)])
+def test_chip_edge_detections_are_pruned(margin, expected):
+    """Object A (label 0) draws a one-cell FocusChip, 96..112 px; object B
+    (label 1, no focus) starts at x = 111, so the fine scale sees a 1 px
+    sliver of it at the chip's right edge, an inner edge: pruned with a
+    margin, reported without one. The coarse scale (range 1000+) reports
+    nothing."""
+    img = draw_objects((256, 256),
+                       np.array([[100, 100, 110, 110], [111, 98, 150, 112]]),
+                       [0, 1])
     model = _model(
-        det, scales=[2.0, 1.0], valid_ranges=[(-1, -1), (1000, -1)],
-        chip_params=[(1, 0.5, 1)],
-        tile_cfg=dict(edge_margin=2))
+        LabelZeroFocusDetector(), scales=[2.0, 1.0],
+        valid_ranges=[(-1, -1), (1000, -1)], chip_params=[(1, 0.5, 1)],
+        tile_cfg=dict(edge_margin=margin))
     pred = model.test_step(_input(img))[0].pred_instances
-    # the focus chip is the cell block around the object (96..112 px at
-    # 1.0 -> 48..56 orig... ) and holds it wholly: found once, uncut
-    assert len(pred) == 1
-    np.testing.assert_allclose(pred.bboxes.numpy()[0], [100, 100, 110, 110],
-                               atol=1)
+    assert len(pred) == expected
+    boxes = pred.bboxes.numpy()
+    np.testing.assert_allclose(boxes[np.argmin(boxes[:, 0])],
+                               [100, 100, 110, 110], atol=0.5)
+    # the fine scale saw only the chip: 16 x 16 orig px at 2x
+    assert model.sniper_stats['pixels'][0] == 32 * 32
 
 
 def test_settings_and_errors():
