@@ -9,6 +9,7 @@ _base_ = [
 model = dict(
     _delete_=True,
     type='AutoFocusDetector',
+    data_preprocessor={{_base_.model.data_preprocessor}},
     detector={{_base_.model}},
     focus_head=dict(
         type='FocusPixelHead', in_channels=64, feat_channels=64, stride=16))

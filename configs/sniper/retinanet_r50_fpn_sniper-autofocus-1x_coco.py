@@ -5,6 +5,7 @@ _base_ = ['./retinanet_r50_fpn_sniper-1x_coco.py', '../_base_/autofocus.py']
 model = dict(
     _delete_=True,
     type='AutoFocusDetector',
+    data_preprocessor={{_base_.model.data_preprocessor}},
     detector={{_base_.model}},
     focus_head={{_base_.autofocus_head}})
 
