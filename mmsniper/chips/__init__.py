@@ -8,12 +8,14 @@ negative chips mined from proposals (:mod:`.negative`), settings checks
 and per-box validity (:mod:`.settings`), the scale advisor
 (:mod:`.advisor`); at test time, tiles of huge images (:mod:`.tiles`),
 boxes between chip and original px and pruning at chip edges
-(:mod:`.mapping`), test valid ranges (:mod:`.merge`).
+(:mod:`.mapping`), test valid ranges (:mod:`.merge`); AutoFocus
+FocusPixel labels and FocusChips (:mod:`.focus`).
 """
 from .advisor import (DEFAULT_BAND, ScaleProposal, SettingsReport,
                       evaluate_settings, propose_scales, resize_pixels,
                       size_percentiles)
 from .cover import assign_boxes_to_chips, greedy_cover
+from .focus import focus_pixel_labels, generate_focus_chips
 from .geometry import (FIT_TOLERANCE, candidate_chip_origins, candidate_chips,
                        check_bboxes, clip_bboxes, containment_matrix)
 from .grid_cover import grid_greedy_cover
@@ -51,5 +53,6 @@ __all__ = [
     'flip_boxes', 'map_boxes_to_original', 'map_boxes_to_chip',
     'edge_cut_mask', 'IMAGE_EDGE_TOLERANCE', 'in_test_valid_range',
     'scale_valid_range_mask', 'axis_tiles', 'tile_layout', 'scaled_size',
-    'tile_overlap', 'plan_scale_tiles'
+    'tile_overlap', 'plan_scale_tiles', 'focus_pixel_labels',
+    'generate_focus_chips'
 ]

@@ -262,7 +262,8 @@ def test_detector_configs_define_the_sniper_test(name):
     pipeline that loads the image at its original size, the stats hook."""
     cfg = Config.fromfile(osp.join(ROOT, 'configs', 'sniper', name))
     tta = cfg.tta_model
-    assert tta.type == 'SniperTTAModel'
+    autofocus = 'autofocus' in name
+    assert tta.type == ('AutoFocusTTAModel' if autofocus else 'SniperTTAModel')
     assert len(tta.scales) == len(tta.valid_ranges) >= 2
     kinds = [step['type'] for step in cfg.tta_pipeline]
     assert kinds[0] == 'LoadImageFromFile' and kinds[-1] == 'PackDetInputs'
@@ -274,9 +275,19 @@ def test_detector_configs_define_the_sniper_test(name):
     ]
     if 'coco' in name:
         assert tta.scales == [(1400, 2000), (800, 1280), (480, 512)]
-        assert tta.valid_ranges == [(-1, 90), (32, 180), (75, -1)]
         assert tta.merge_cfg.nms.sigma == 0.55
         assert tta.merge_cfg.max_per_img == 200
+    if 'coco' in name and autofocus:
+        # the reference AutoFocus ranges and chip parameters
+        assert tta.valid_ranges == [(-1, 75), (32, 180), (75, -1)]
+        assert tta.chip_params == [(3, 0.02, 16), (3, 0.2, 20)]
+        assert cfg.model.type == 'AutoFocusDetector'
+        labels = [step for step in cfg.train_pipeline
+                  if step['type'] == 'FocusPixelLabels']
+        assert labels == [dict(type='FocusPixelLabels', stride=16,
+                               positive_range=(5, 64), ignore_upper=90)]
+    elif 'coco' in name:
+        assert tta.valid_ranges == [(-1, 90), (32, 180), (75, -1)]
 
 
 def test_rpn_coco_config_has_no_sniper_test():

@@ -164,7 +164,10 @@ class SniperChipCrop(BaseTransform):
       not in ``valid_gt``; a GT already ignored (e.g. ``iscrowd``) stays
       ignored. Ignored boxes stay in ``gt_bboxes`` as in mmdet, so that
       ``PackDetInputs`` puts them in ``ignored_instances``;
-    - maps ``proposals`` the same way, dropping those left empty.
+    - maps ``proposals`` the same way, dropping those left empty;
+    - hands every GT piece left in the chip, before the ``min_gt_size``
+      filter, to :class:`FocusPixelLabels` as ``focus_gt_bboxes`` ((N, 4)
+      float64 chip px).
 
     If ``results`` has no ``sniper_chip`` (or it is None), e.g. in test mode
     or for a plain dataset, the transform returns ``results`` unchanged, so
@@ -222,6 +225,9 @@ class SniperChipCrop(BaseTransform):
       sqrt-area in chip px, -1.0 kept for an open side.
     - chip_scale_idx (int): index of the chip's training scale.
     - chip_is_negative (bool): whether the chip is a negative chip.
+    - chip_size (tuple[int, int]): ``(h, w)`` the chip is padded to.
+    - focus_gt_bboxes (np.ndarray): every GT piece in the chip, before the
+      ``min_gt_size`` filter (chip px), for :class:`FocusPixelLabels`.
 
     ``img_shape`` and ``img.shape[:2]`` become the resized region (h, w),
     at most ``chip_size`` (h, w); masks and ``gt_seg_map`` take the same
@@ -513,6 +519,10 @@ class SniperChipCrop(BaseTransform):
         mapped = self._map_boxes(bboxes, geo)
         w = mapped.widths.numpy()
         h = mapped.heights.numpy()
+        # every GT piece in the chip before the small-piece filter, for the
+        # AutoFocus labels (spec 7), which count them all
+        results['focus_gt_bboxes'] = mapped.tensor.numpy()[(w > 0)
+                                                           & (h > 0)]
         # spec 4: pieces *under* min_gt_size are dropped, as the reference's
         # filter_boxes keeps ws >= 10
         keep = (w >= self.min_gt_size) & (h >= self.min_gt_size)
@@ -603,6 +613,7 @@ class SniperChipCrop(BaseTransform):
                                        float(old_sf[1]) * s)
 
         results['chip_offset'] = (float(x1), float(y1))
+        results['chip_size'] = (geo['chip_h'], geo['chip_w'])
         results['chip_scale'] = float(s)
         results['chip_valid_range'] = geo['valid_range']
         results['chip_scale_idx'] = geo['scale_idx']

@@ -48,9 +48,12 @@ class SniperTTAStatsHook(Hook):
             return
         stats = dict(model.sniper_stats)
         num = len(model.scales)
+        # AutoFocusTTAModel also counts the full multi-scale test's pixels
+        full = stats.get('full_pixels', None)
         flat = np.concatenate([[stats['images'], stats['seconds']],
                                stats['pixels'], stats['views'],
-                               stats['tiled_images'], stats['scale_seconds']
+                               stats['tiled_images'], stats['scale_seconds'],
+                               full if full is not None else []
                                ]).astype(np.float64)
         if get_world_size() > 1:
             # counts and seconds add up over ranks: seconds per image is
@@ -65,6 +68,8 @@ class SniperTTAStatsHook(Hook):
             views=flat[2 + num:2 + 2 * num],
             tiled_images=flat[2 + 2 * num:2 + 3 * num],
             scale_seconds=flat[2 + 3 * num:2 + 4 * num])
+        if full is not None:
+            summed['full_pixels'] = flat[2 + 4 * num:2 + 5 * num]
         for line in format_sniper_stats(summed, model.scales):
             runner.logger.info(line)
         images = max(summed['images'], 1)
@@ -76,6 +81,14 @@ class SniperTTAStatsHook(Hook):
         for idx in range(num):
             extra[f'sniper/Mpx_per_img_scale{idx}'] = float(
                 summed['pixels'][idx] / images / 1e6)
+        if full is not None:
+            total_full = max(float(summed['full_pixels'].sum()), 1.0)
+            extra['sniper/px_fraction_of_full'] = float(
+                summed['pixels'].sum() / total_full)
+            for idx in range(num):
+                extra[f'sniper/px_fraction_scale{idx}'] = float(
+                    summed['pixels'][idx] /
+                    max(float(summed['full_pixels'][idx]), 1.0))
         for key, value in extra.items():
             runner.message_hub.update_scalar(f'test/{key}', value)
         if metrics is not None:

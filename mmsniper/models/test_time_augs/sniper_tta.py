@@ -256,6 +256,8 @@ class SniperTTAModel(BaseTTAModel):
                 keep = edge_cut_mask(boxes, region, (height, width),
                                      self.tile_cfg['edge_margin'])
             keep_t = torch.from_numpy(keep)
+            if view.get('keep_pred', False):
+                view['pred'] = pred  # e.g. AutoFocus reads its focus map
             view['result'] = (torch.from_numpy(boxes[keep]).float(),
                               inst.scores.detach().float().cpu()[keep_t],
                               inst.labels.detach().cpu()[keep_t])
@@ -406,10 +408,20 @@ def format_sniper_stats(stats: Dict, scales: Sequence) -> List[str]:
         f'{total / images / 1e6:.3f} M px per image over '
         f'{len(scales)} scales, {stats["seconds"] / images:.3f} s per image'
     ]
+    full = stats.get('full_pixels', None)
+    if full is not None:
+        lines[0] = lines[0].replace('SNIPER test', 'AutoFocus test') + (
+            f', {total / max(float(np.sum(full)), 1.0):.1%} of the pixels '
+            'of the full multi-scale test')
     for idx, scale in enumerate(scales):
+        share = ''
+        if full is not None:
+            fraction = stats['pixels'][idx] / max(float(full[idx]), 1.0)
+            share = f' ({fraction:.1%} of the whole image at this scale)'
         lines.append(
             f'  scale {idx} {scale}: '
-            f'{stats["pixels"][idx] / images / 1e6:.3f} M px per image, '
+            f'{stats["pixels"][idx] / images / 1e6:.3f} M px per image'
+            f'{share}, '
             f'{int(stats["views"][idx])} model inputs, '
             f'{int(stats["tiled_images"][idx])} images tiled, '
             f'{stats["scale_seconds"][idx] / images:.3f} s per image')

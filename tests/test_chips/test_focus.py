@@ -1,0 +1,218 @@
+# Copyright (c) mmsniper contributors. All rights reserved.
+"""FocusPixel labels and FocusChips (spec section 7)."""
+import math
+
+import numpy as np
+import pytest
+
+from mmsniper.chips.focus import focus_pixel_labels, generate_focus_chips
+
+
+def reference_labels(boxes, size, stride=16, lo=5, hi=64, ignore_upper=90):
+    """The reference's loop (``gen_mask``), with 1 winning over -1."""
+    height, width = size
+    pos = np.zeros(size, bool)
+    ign = np.zeros(size, bool)
+    for x1, y1, x2, y2 in boxes:
+        area = math.sqrt(max(x2 - x1, 0) * max(y2 - y1, 0))
+        if lo < area < hi:
+            target = pos
+        elif hi <= area < ignore_upper or area <= lo:
+            target = ign
+        else:
+            continue
+        for cx in range(int(x1 // stride),
+                        min(int(math.ceil(x2 / stride)) + 1, width)):
+            for cy in range(int(y1 // stride),
+                            min(int(math.ceil(y2 / stride)) + 1, height)):
+                target[cy, cx] = True
+    labels = np.zeros(size, np.int8)
+    labels[ign] = -1
+    labels[pos] = 1
+    return labels
+
+
+class TestFocusPixelLabels:
+
+    def test_bands(self):
+        # sqrt-areas 20 (positive), 70 (ignored: in [64, 90)), 4 (ignored:
+        # <= 5), 100 (large: nothing)
+        boxes = [[16, 16, 36, 36], [200, 200, 270, 270], [480, 16, 484, 20],
+                 [16, 300, 116, 400]]
+        labels = focus_pixel_labels(boxes, (32, 32))
+        # positive box: cells 1..ceil(36/16)=3, both ends included
+        assert (labels[1:4, 1:4] == 1).all()
+        assert labels[0, 0] == 0 and labels[4, 4] == 0
+        # ignored middle-band box: cells 12..ceil(270/16)=17
+        assert (labels[12:18, 12:18] == -1).all()
+        assert labels[18, 18] == 0 and labels[11, 11] == 0
+        # tiny box: ignored, cells 30..ceil(484/16)=31 x 1..2
+        assert (labels[1:3, 30:32] == -1).all()
+        # large box marks nothing
+        assert (labels[19:25, 1:7] == 0).all()
+        assert (labels == 1).sum() == 9
+        assert (labels == -1).sum() == 36 + 4
+
+    def test_band_boundaries(self):
+        # a == 5 is ignored, a just above is positive; a == 64 is ignored,
+        # a == 90 is large (0)
+        labels = focus_pixel_labels(
+            [[0, 0, 5, 5], [100, 0, 105.01, 105.01 - 100]], (32, 32))
+        assert labels[0, 0] == -1
+        assert labels[0, 6] == 1
+        labels = focus_pixel_labels([[0, 0, 64, 64]], (32, 32))
+        assert labels[0, 0] == -1
+        labels = focus_pixel_labels([[0, 0, 90, 90]], (32, 32))
+        assert not labels.any()
+
+    def test_grid_rounding(self):
+        # x1 = 31.9 -> cell 1; x2 = 32.1 -> ceil(2.006) = 3 (included)
+        labels = focus_pixel_labels([[31.9, 0, 52.1, 20]], (8, 8))
+        assert labels[0].tolist() == [0, 1, 1, 1, 1, 0, 0, 0]
+        # an exact multiple ends at its own cell: 0..2 included
+        labels = focus_pixel_labels([[0, 0, 32, 20]], (8, 8))
+        assert labels[0].tolist() == [1, 1, 1, 0, 0, 0, 0, 0]
+
+    def test_clipped_to_map_and_positive_wins(self):
+        labels = focus_pixel_labels([[500, 500, 530, 530]], (32, 32))
+        assert labels[31, 31] == 1 and (labels == 1).sum() == 1
+        # a positive box inside an ignored one keeps its cells positive
+        labels = focus_pixel_labels([[0, 0, 70, 70], [16, 16, 36, 36]],
+                                    (32, 32))
+        assert (labels[1:4, 1:4] == 1).all()
+        assert labels[0, 0] == -1 and labels[5, 5] == -1
+
+    def test_matches_loop_on_random_boxes(self):
+        rng = np.random.default_rng(0)
+        for _ in range(20):
+            xy = rng.uniform(0, 512, (30, 2))
+            wh = rng.uniform(0, 120, (30, 2)) * rng.uniform(0, 1, (30, 1))
+            boxes = np.concatenate([xy, np.minimum(xy + wh, 512)], axis=1)
+            np.testing.assert_array_equal(
+                focus_pixel_labels(boxes, (32, 32)),
+                reference_labels(boxes, (32, 32)))
+
+    def test_settings(self):
+        labels = focus_pixel_labels([[0, 0, 20, 20]], (16, 16), stride=32,
+                                    positive_range=(25, 40),
+                                    ignore_upper=50)
+        assert labels[0, 0] == -1 and (labels == -1).sum() == 4
+        assert not focus_pixel_labels(np.zeros((0, 4)), (4, 4)).any()
+        with pytest.raises(ValueError, match='positive_range'):
+            focus_pixel_labels([], (4, 4), positive_range=(64, 5))
+        with pytest.raises(ValueError, match=r'\(N, 4\)'):
+            focus_pixel_labels([[1, 2, 3]], (4, 4))
+        with pytest.raises(ValueError, match='stride'):
+            focus_pixel_labels([], (4, 4), stride=0)
+
+
+def blob_map(shape, cells):
+    fmap = np.zeros(shape)
+    for y, x in cells:
+        fmap[y, x] = 0.9
+    return fmap
+
+
+class TestFocusChips:
+
+    def test_empty_map(self):
+        chips = generate_focus_chips(np.zeros((30, 40)), 0.5, 3, 4,
+                                     (480, 640))
+        assert chips.shape == (0, 4)
+
+    def test_one_blob(self):
+        # cell (y=10, x=12) -> dilated 9..11 x 11..13 (end 12/14), grown to
+        # 4 cells about the integer centre (11+14)//2 = 12 -> x 10..14;
+        # y 9..12 -> centre 10 -> 8..12
+        chips = generate_focus_chips(blob_map((30, 40), [(10, 12)]), 0.5, 3,
+                                     4, (480, 640))
+        np.testing.assert_allclose(chips, [[160, 128, 224, 192]])
+
+    def test_threshold_is_inclusive(self):
+        fmap = np.full((30, 40), 0.2)
+        fmap[10, 12] = 0.3
+        assert len(generate_focus_chips(fmap, 0.3, 1, 1, (480, 640))) == 1
+        assert len(generate_focus_chips(fmap, 0.31, 1, 1, (480, 640))) == 0
+
+    def test_two_blobs_merge_after_growth(self):
+        # 6 cells apart: separate regions after a 3x3 dilation, but their
+        # 8-cell chips overlap, so they merge into one chip
+        fmap = blob_map((30, 40), [(10, 10), (10, 16)])
+        apart = generate_focus_chips(fmap, 0.5, 3, 2, (480, 640))
+        assert len(apart) == 2
+        merged = generate_focus_chips(fmap, 0.5, 3, 8, (480, 640))
+        assert len(merged) == 1
+        x1, y1, x2, y2 = merged[0] / 16
+        assert x1 <= 9 and x2 >= 18 and (y2 - y1) >= 8
+        # far apart: they stay two chips
+        fmap = blob_map((30, 40), [(5, 5), (25, 35)])
+        assert len(generate_focus_chips(fmap, 0.5, 3, 8, (480, 640))) == 2
+
+    def test_blob_at_image_edge_is_shifted_not_truncated(self):
+        fmap = blob_map((30, 40), [(29, 39)])
+        chips = generate_focus_chips(fmap, 0.5, 3, 10, (480, 640))
+        np.testing.assert_allclose(chips, [[640 - 160, 480 - 160, 640, 480]])
+        fmap = blob_map((30, 40), [(0, 0)])
+        chips = generate_focus_chips(fmap, 0.5, 3, 10, (480, 640))
+        np.testing.assert_allclose(chips, [[0, 0, 160, 160]])
+
+    def test_far_edge_cut_at_region_size(self):
+        # 630 px wide region: 40 cells; a chip touching the last cell ends
+        # at 630, its near edge kept min_size cells away
+        fmap = blob_map((30, 40), [(10, 39)])
+        chips = generate_focus_chips(fmap, 0.5, 3, 10, (480, 630))
+        np.testing.assert_allclose(chips[0, [0, 2]], [630 - 160, 630])
+
+    def test_min_size_larger_than_image(self):
+        fmap = blob_map((5, 6), [(2, 3)])
+        chips = generate_focus_chips(fmap, 0.5, 3, 20, (70, 90))
+        np.testing.assert_allclose(chips, [[0, 0, 90, 70]])
+
+    def test_parent_offset_and_scale(self):
+        # a parent chip at (100, 50) of 320 x 240 px seen at 0.5: a map of
+        # 10 x 8 cells of 16 px
+        fmap = blob_map((8, 10), [(3, 4)])
+        chips = generate_focus_chips(fmap, 0.5, 1, 2, (240, 320), stride=16,
+                                     parent_offset=(100, 50), scale=0.5)
+        # cell 4..5 -> 2 cells about (4+5)//2 = 4 -> 3..5 -> 48..80 px at
+        # 0.5 -> 96..160 orig + 100; y 2..4 -> 32..64 -> 64..128 + 50
+        np.testing.assert_allclose(chips, [[196, 114, 260, 178]])
+
+    def test_padded_map_is_cropped_and_short_map_refused(self):
+        fmap = blob_map((40, 48), [(35, 45)])  # only padding is set
+        assert len(generate_focus_chips(fmap, 0.5, 1, 1, (480, 640))) == 0
+        with pytest.raises(ValueError, match='does not cover'):
+            generate_focus_chips(np.zeros((10, 10)), 0.5, 3, 4, (480, 640))
+
+    def test_bad_settings(self):
+        fmap = np.zeros((30, 40))
+        for kwargs, word in ((dict(dilation=0), 'dilation'),
+                             (dict(min_size=0), 'min_size'),
+                             (dict(scale=-1.0), 'scale')):
+            args = dict(threshold=0.5, dilation=3, min_size=4,
+                        image_size=(480, 640))
+            args.update(kwargs)
+            with pytest.raises(ValueError, match=word):
+                generate_focus_chips(fmap, **args)
+
+    def test_chips_inside_region_and_cover_every_set_cell(self):
+        rng = np.random.default_rng(1)
+        for _ in range(10):
+            fmap = rng.random((40, 50)) ** 8
+            chips = generate_focus_chips(fmap, 0.5, 3, 6, (640, 800))
+            assert (chips[:, :2] >= 0).all()
+            assert (chips[:, 2] <= 800).all() and (chips[:, 3] <= 640).all()
+            ys, xs = np.nonzero(fmap >= 0.5)
+            centres = np.stack([xs * 16 + 8, ys * 16 + 8], axis=1)
+            inside = ((centres[:, None, 0] >= chips[None, :, 0])
+                      & (centres[:, None, 0] <= chips[None, :, 2])
+                      & (centres[:, None, 1] >= chips[None, :, 1])
+                      & (centres[:, None, 1] <= chips[None, :, 3]))
+            assert inside.any(axis=1).all()
+            # merged until no two chips overlap
+            for i in range(len(chips)):
+                for j in range(i + 1, len(chips)):
+                    a, b = chips[i], chips[j]
+                    overlap = (min(a[2], b[2]) - max(a[0], b[0]) > 0
+                               and min(a[3], b[3]) - max(a[1], b[1]) > 0)
+                    assert not overlap

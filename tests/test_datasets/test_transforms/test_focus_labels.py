@@ -1,0 +1,116 @@
+# Copyright (c) mmsniper contributors. All rights reserved.
+"""FocusPixel labels through the chip pipeline (AutoFocus training)."""
+import numpy as np
+import pytest
+import torch
+from mmcv.transforms import Compose
+
+from mmdet.registry import TRANSFORMS
+from mmdet.structures.bbox import HorizontalBoxes
+from mmsniper.chips import focus_pixel_labels
+from mmsniper.datasets.transforms import FocusPixelLabels, chip_meta_keys
+
+
+def _results(boxes, chip_box, s, img_hw=(600, 800)):
+    h, w = img_hw
+    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    return dict(
+        img=np.zeros((h, w, 3), np.uint8),
+        img_shape=(h, w),
+        ori_shape=(h, w),
+        img_path='img.jpg',
+        gt_bboxes=HorizontalBoxes(boxes),
+        gt_bboxes_labels=np.zeros(len(boxes), np.int64),
+        gt_ignore_flags=np.zeros(len(boxes), bool),
+        sniper_chip=dict(
+            box=np.asarray(chip_box, np.float32),
+            scale_factor=s,
+            scale_idx=0,
+            valid_range=(-1, -1),
+            valid_gt=np.arange(len(boxes)),
+            chip_size=(512, 512),
+            is_negative=False))
+
+
+def _pipeline(flip_prob):
+    return Compose([
+        dict(type='SniperChipCrop'),
+        dict(type='RandomFlip', prob=flip_prob),
+        dict(type='FocusPixelLabels'),
+        dict(type='PackSniperDetInputs',
+             meta_keys=chip_meta_keys() + ('flip', 'flip_direction'))
+    ])
+
+
+def test_labels_count_pieces_under_the_min_gt_size():
+    # chip (0, 0, 400, 300) at s = 1: a 6 px object, dropped from the GT by
+    # the 10 px filter, is still positive (sqrt-area in (5, 64)); a 40 px
+    # object is positive; a 200 px one is large (0)
+    boxes = [[100, 100, 106, 106], [200, 40, 240, 80], [10, 60, 210, 260]]
+    out = _pipeline(0.)(_results(boxes, (0, 0, 400, 300), 1.0))
+    sample = out['data_samples']
+    assert len(sample.gt_instances) == 2  # the 6 px piece is gone
+    fmap = sample.gt_focus_map.data[0]
+    # map covers the whole 512 chip, padding included (32 x 32 cells)
+    assert fmap.shape == (32, 32) and fmap.dtype == torch.long
+    expected = focus_pixel_labels(
+        np.array(boxes, float)[:2], (32, 32))
+    assert torch.equal(fmap, torch.from_numpy(expected).long())
+    assert fmap[6, 6] == 1 and fmap[3, 13] == 1
+    assert (fmap == -1).sum() == 0
+
+
+def test_labels_use_chip_px_and_clipping():
+    # at s = 2 a 20 px object is 40 chip px; an object half outside the
+    # chip is clipped before its band is decided
+    boxes = [[110, 110, 130, 130], [190, 100, 250, 160]]
+    out = _pipeline(0.)(_results(boxes, (100, 100, 356, 356), 2.0))
+    fmap = out['data_samples'].gt_focus_map.data[0].numpy()
+    # first: chip px (20, 20, 60, 60) -> cells 1..4, positive
+    assert (fmap[1:5, 1:5] == 1).all()
+    # second: chip px (180, 0, 300, 120) -> 120 x 120, large: 0
+    assert (fmap[0:8, 12:19] == 0).all()
+    boxes = [[0, 100, 60, 140]]
+    out = _pipeline(0.)(_results(boxes, (40, 100, 296, 356), 2.0))
+    fmap = out['data_samples'].gt_focus_map.data[0].numpy()
+    # clipped to orig (40, 100, 60, 140) -> chip (0, 0, 40, 80): sqrt-area
+    # 56.6, positive; unclipped it would be 113 (large, 0). Cells 0..3 x
+    # 0..5, ends included
+    assert (fmap[0:6, 0:4] == 1).all() and fmap[0, 4] == 0
+    assert fmap[6, 0] == 0
+
+
+def test_flipped_chip_flips_the_map():
+    boxes = [[20, 30, 60, 50]]
+    plain = _pipeline(0.)(_results(boxes, (0, 0, 300, 200), 1.0))
+    flipped = _pipeline(1.)(_results(boxes, (0, 0, 300, 200), 1.0))
+    assert flipped['data_samples'].flip
+    # the unpadded chip is 300 px wide: the box moves to x in [240, 280]
+    expected = focus_pixel_labels([[240, 30, 280, 50]], (32, 32))
+    assert torch.equal(flipped['data_samples'].gt_focus_map.data[0],
+                       torch.from_numpy(expected).long())
+    assert not torch.equal(plain['data_samples'].gt_focus_map.data,
+                           flipped['data_samples'].gt_focus_map.data)
+    # the GT box and the positive cells agree after the flip
+    gt = flipped['data_samples'].gt_instances.bboxes.tensor[0].tolist()
+    assert gt == [240., 30., 280., 50.]
+
+
+def test_settings_repr_and_errors():
+    t = TRANSFORMS.build(
+        dict(type='FocusPixelLabels', stride=8, positive_range=(4, 32),
+             ignore_upper=48))
+    assert isinstance(t, FocusPixelLabels)
+    assert repr(t) == ('FocusPixelLabels(stride=8, positive_range=(4, 32), '
+                       'ignore_upper=48)')
+    with pytest.raises(ValueError, match='positive_range'):
+        FocusPixelLabels(positive_range=(64, 5))
+    with pytest.raises(KeyError, match='SniperChipCrop'):
+        FocusPixelLabels()(dict(img_shape=(10, 10)))
+    # vertical and diagonal flips too
+    res = dict(focus_gt_bboxes=np.array([[0., 0., 16., 16.]]),
+               img_shape=(64, 48), chip_size=(64, 48), flip=True,
+               flip_direction='diagonal')
+    fmap = FocusPixelLabels()(res)['gt_focus_map']
+    assert fmap.shape == (4, 3)
+    assert fmap[3, 2] == 1 and fmap[0, 0] == 0
