@@ -139,13 +139,15 @@ def draw_predictions(model, cfg, img_path, out_file, score_thr=0.3):
     return int((result.pred_instances.scores >= score_thr).sum())
 
 
-def build_tta_config(cfg):
+def build_tta_config(cfg, **overrides):
     """The config of the SNIPER multi-scale test of the same model, as
-    ``tools/test.py --tta`` builds it."""
+    ``tools/test.py --tta`` builds it (``overrides`` go to ``tta_model``,
+    e.g. ``focus=False`` for an AutoFocus config)."""
     import copy
     import time as _time
     tta = copy.deepcopy(cfg)
     tta.model = dict(**cfg.tta_model, module=cfg.model)
+    tta.model.update(overrides)
     tta.test_dataloader.dataset.pipeline = cfg.tta_pipeline
     hooks = [h for h in (tta.get('custom_hooks', None) or [])
              if h.get('type') != 'SniperTTAStatsHook']
@@ -198,9 +200,11 @@ def results_table(stats, metrics, data_stats, timings, max_iters, cpu):
         ('bbox AP / AP50 / AP_small / AP_medium / AP_large',
          ' / '.join(f'{metrics.get("coco/bbox_" + k, float("nan")):.3f}'
                     for k in ('mAP', 'mAP_50', 'mAP_s', 'mAP_m', 'mAP_l'))),
-        ('wall time: data / train / test / SNIPER test', ' / '.join(
-            f'{timings[k]:.0f} s'
-            for k in ('data', 'train', 'test', 'test_sniper'))),
+        ('wall time: data / train / test / SNIPER test' +
+         (' / AutoFocus test' if 'test_autofocus' in timings else ''),
+         ' / '.join(f'{timings[k]:.0f} s'
+                    for k in ('data', 'train', 'test', 'test_sniper',
+                              'test_autofocus') if k in timings)),
         ('CPU kernels, torch threads',
          f'{cpu["cpu_capability"]}, {cpu["threads"]}'),
     ]
@@ -238,8 +242,11 @@ def main():
     metrics = runner.test()
     timings['test'] = time.perf_counter() - start
 
-    # The same trained weights, tested with SNIPER's multi-scale inference.
-    tta_runner = Runner.from_cfg(build_tta_config(cfg))
+    # The same trained weights, tested with SNIPER's multi-scale inference
+    # (for an AutoFocus config: focusing off, then on).
+    autofocus = cfg.tta_model.get('type') == 'AutoFocusTTAModel'
+    tta_runner = Runner.from_cfg(
+        build_tta_config(cfg, **(dict(focus=False) if autofocus else {})))
     tta_runner.model.module.load_state_dict(runner.model.state_dict())
     start = time.perf_counter()
     tta_metrics = tta_runner.test()
@@ -255,6 +262,21 @@ def main():
          tta_metrics, tta_metrics['sniper/Mpx_per_img'] * 1e6,
          timings['test_sniper'] / num_val),
     ]
+    if autofocus:
+        af_runner = Runner.from_cfg(
+            build_tta_config(
+                cfg, focus=True,
+                vis_dir=osp.join(args.work_dir, 'autofocus_vis')))
+        af_runner.model.module.load_state_dict(runner.model.state_dict())
+        start = time.perf_counter()
+        af_metrics = af_runner.test()
+        timings['test_autofocus'] = time.perf_counter() - start
+        test_rows.append(
+            ('AutoFocus (FocusChips at the finer scales, '
+             f'{af_metrics["sniper/px_fraction_of_full"]:.0%} of the '
+             'multi-scale pixels)', af_metrics,
+             af_metrics['sniper/Mpx_per_img'] * 1e6,
+             timings['test_autofocus'] / num_val))
     test_table = test_rows_table(test_rows)
 
     val_dir = osp.join(args.data_root, 'val')
