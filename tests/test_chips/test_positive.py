@@ -705,6 +705,14 @@ class TestGeneratePositiveChips:
                                           valid_range, 512, 48)
             np.testing.assert_array_equal(scale_chips, single.chips)
             np.testing.assert_array_equal(scale_result.gt_chip, single.gt_chip)
+            # and each is the brute-force answer
+            factor = compute_scale_factor(scale, (1000, 1200))
+            expected, valid, gt_chip = reference_scale_chips(
+                boxes, (1000, 1200), factor, valid_range, 512, 48)
+            assert scale_result.scale_factor == factor
+            np.testing.assert_allclose(scale_chips, expected, atol=1e-9)
+            np.testing.assert_array_equal(scale_result.gt_valid, valid)
+            np.testing.assert_array_equal(scale_result.gt_chip, gt_chip)
 
     def test_empty_gt_gives_empty_chips(self):
         chips = generate_positive_chips(
