@@ -388,6 +388,12 @@ class TestGreedyCover:
         with pytest.raises(ValueError, match='rng'):
             greedy_cover([[0, 0, 1, 1]], [[0, 0, 1, 1]], rng=0)
 
+    def test_bad_input_names_the_argument(self):
+        with pytest.raises(ValueError, match=r'^chips must'):
+            greedy_cover([[0, 0, 1]], [[0, 0, 5, 5]])
+        with pytest.raises(ValueError, match=r'^boxes must'):
+            greedy_cover([[0, 0, 5, 5]], [[0, 0, np.nan, 1]])
+
 
 class TestAssignBoxesToChips:
 
@@ -411,6 +417,12 @@ class TestAssignBoxesToChips:
         np.testing.assert_array_equal(
             assign_boxes_to_chips([[0, 0, 1, 1]], np.zeros((0, 4))), [-1])
         assert assign_boxes_to_chips(np.zeros((0, 4)), chips).shape == (0, )
+
+    def test_bad_input_names_the_argument(self):
+        with pytest.raises(ValueError, match=r'^boxes must'):
+            assign_boxes_to_chips([[0, 0, 1]], [[0, 0, 5, 5]])
+        with pytest.raises(ValueError, match=r'^chips must'):
+            assign_boxes_to_chips([[0, 0, 1, 1]], [[0, 0, np.inf, 5]])
 
     def test_zero_area_box_inside_a_chip(self):
         chips = [[0, 0, 10, 10], [5, 5, 20, 20]]
@@ -713,6 +725,33 @@ class TestGeneratePositiveChips:
             np.testing.assert_allclose(scale_chips, expected, atol=1e-9)
             np.testing.assert_array_equal(scale_result.gt_valid, valid)
             np.testing.assert_array_equal(scale_result.gt_chip, gt_chip)
+
+    def test_defaults_are_chip_512_stride_32(self):
+        # The box ends at x = 600: the first grid chip holding it starts at
+        # the first multiple of 32 from 600 - 512 = 88, i.e. 96.
+        boxes = [[590, 10, 600, 20]]
+        expected = [[96, 0, 608, 512]]
+        np.testing.assert_array_equal(
+            generate_positive_chips(boxes, (600, 1500), [1.0],
+                                    [(-1, -1)])[0], expected)
+        result = generate_multiscale_chips(boxes, (600, 1500), [1.0],
+                                           [(-1, -1)])[0]
+        np.testing.assert_array_equal(result.chips, expected)
+        np.testing.assert_array_equal(
+            generate_scale_chips(boxes, (600, 1500), 1.0, (-1, -1)).chips,
+            expected)
+
+    def test_rng_reaches_every_scale(self):
+        boxes = [[900, 900, 920, 920]]
+        for generate in (generate_positive_chips, generate_multiscale_chips):
+            positions = set()
+            for seed in range(20):
+                result = generate(
+                    boxes, (2000, 2000), [1.0, 0.5], [(-1, -1), (-1, -1)],
+                    rng=np.random.default_rng(seed))
+                chips = [getattr(item, 'chips', item) for item in result]
+                positions.add(tuple(chips[0][0]) + tuple(chips[1][0]))
+            assert len(positions) > 5
 
     def test_empty_gt_gives_empty_chips(self):
         chips = generate_positive_chips(

@@ -142,8 +142,17 @@ class TestBoxSqrtAreas:
 
     def test_values(self):
         areas = box_sqrt_areas([[0, 0, 4, 9], [10, 10, 12, 10], [5, 5, 1, 9],
-                                [0.5, 0.5, 2.5, 8.5]])
-        np.testing.assert_allclose(areas, [6.0, 0.0, 0.0, 4.0])
+                                [0.5, 0.5, 2.5, 8.5], [1, 3, 5, 12],
+                                [3, 1, 12, 5]])
+        np.testing.assert_allclose(areas, [6.0, 0.0, 0.0, 4.0, 6.0, 6.0])
+
+    def test_float32_boxes_measured_in_float64(self):
+        boxes = np.array([[0.1, 0.2, 0.7, 0.9]], dtype=np.float32)
+        x1, y1, x2, y2 = boxes[0].astype(np.float64)
+        areas = box_sqrt_areas(boxes)
+        assert areas.dtype == np.float64
+        assert areas[0] == np.sqrt((x2 - x1) * (y2 - y1))
+        assert box_sqrt_areas(np.zeros((0, 4), np.float32)).dtype == np.float64
 
     def test_empty(self):
         assert box_sqrt_areas(np.zeros((0, 4))).shape == (0, )
