@@ -418,6 +418,28 @@ class TestAssignBoxesToChips:
             assign_boxes_to_chips([[0, 0, 1, 1]], np.zeros((0, 4))), [-1])
         assert assign_boxes_to_chips(np.zeros((0, 4)), chips).shape == (0, )
 
+    def test_partial_overlaps_in_any_position(self):
+        # Chips and boxes with x != y; boxes whose x2 + x1 or y2 - x1 is
+        # not positive still have their own area.
+        chips = [[0, 40, 20, 60], [10, 45, 100, 50], [50, 0, 100, 20]]
+        boxes = [
+            [-10, 40, 5, 50],  # IoB 1/3 with chip 0 only
+            [15, 42, 40, 58],  # chip 0: 5 * 16 / 400; chip 1: 25 * 5 / 400
+            [40, 5, 60, 15],  # IoB 0.5 with chip 2
+            [2, 70, 8, 80],  # overlaps chip 0 in x only
+            [150, 41, 160, 59],  # overlaps chip 0 in y only
+            [40, -10, 60, 5],  # IoB 1/6 with chip 2
+        ]
+        np.testing.assert_array_equal(
+            assign_boxes_to_chips(boxes, chips), [0, 1, 2, -1, -1, 2])
+
+    def test_result_is_int64(self):
+        chips = [[0, 0, 10, 10]]
+        for boxes, chip_list in (([[0, 0, 1, 1]], chips),
+                                 ([[0, 0, 1, 1]], np.zeros((0, 4))),
+                                 (np.zeros((0, 4)), chips)):
+            assert assign_boxes_to_chips(boxes, chip_list).dtype == np.int64
+
     def test_bad_input_names_the_argument(self):
         with pytest.raises(ValueError, match=r'^boxes must'):
             assign_boxes_to_chips([[0, 0, 1]], [[0, 0, 5, 5]])
