@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from mmdet.structures.bbox import HorizontalBoxes
+from mmdet.structures.mask import BitmapMasks, PolygonMasks
 from mmsniper.datasets.transforms import SniperChipCrop
 
 # A 1000 x 800 (w x h) image; the chip [100, 50, 356, 178] at s = 2 is a
@@ -311,3 +312,43 @@ def test_ignore_flags_length_checked():
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         SniperChipCrop(**kwargs)
+
+
+def test_masks_and_seg_map_resampled_nearest():
+    # Values 0 and 100 with an edge at x = 120.5 orig px (not on the chip
+    # grid at s = 2.5): any other interpolation makes values in between.
+    seg = np.zeros((IMG_H, IMG_W), dtype=np.uint8)
+    seg[:, 121:] = 100
+    mask = np.zeros((2, IMG_H, IMG_W), dtype=np.uint8)
+    mask[0, 60:90, 110:130] = 1
+    mask[1, 500:600, 500:600] = 1
+    results = results_for([[110, 60, 130, 90], [500, 500, 600, 600]],
+                          chip_dict(valid_gt=[0], s=2.5,
+                                    box=(100, 50, 300, 150)),
+                          gt_seg_map=seg,
+                          gt_masks=BitmapMasks(mask, IMG_H, IMG_W))
+    out = crop(results)
+    assert set(np.unique(out['gt_seg_map']).tolist()) == {0, 100, 255}
+    assert out['gt_seg_map'].dtype == np.uint8
+    masks = out['gt_masks']
+    assert masks.masks.dtype == np.uint8 and masks.masks.shape == (1, 256,
+                                                                   512)
+    ys, xs = np.nonzero(masks.masks[0])
+    assert (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == (25, 25, 75,
+                                                                100)
+    assert set(np.unique(masks.masks).tolist()) == {0, 1}
+
+
+def test_polygon_masks_mapped_like_the_boxes():
+    poly = [np.array([110, 60, 130, 60, 130, 90, 110, 90], dtype=np.float64)]
+    outside = [np.array([500, 500, 600, 500, 600, 600], dtype=np.float64)]
+    results = results_for([[110, 60, 130, 90], [500, 500, 600, 600]],
+                          chip_dict(valid_gt=[0]),
+                          gt_masks=PolygonMasks([poly, outside], IMG_H,
+                                                IMG_W))
+    out = crop(results)
+    masks = out['gt_masks']
+    assert (masks.height, masks.width) == CHIP_SIZE and len(masks) == 1
+    corners = masks.masks[0][0].reshape(-1, 2)
+    assert sorted(map(tuple, corners.tolist()))[:4] == [(20, 20), (20, 80),
+                                                        (60, 20), (60, 80)]
