@@ -429,9 +429,11 @@ class TestAssignBoxesToChips:
             [2, 70, 8, 80],  # overlaps chip 0 in x only
             [150, 41, 160, 59],  # overlaps chip 0 in y only
             [40, -10, 60, 5],  # IoB 1/6 with chip 2
+            [49.5, 10, 50.5, 10.5],  # area 0.5, half in chip 2
+            [300, 300, 300, 310],  # zero area, in no chip
         ]
         np.testing.assert_array_equal(
-            assign_boxes_to_chips(boxes, chips), [0, 1, 2, -1, -1, 2])
+            assign_boxes_to_chips(boxes, chips), [0, 1, 2, -1, -1, 2, 2, -1])
 
     def test_result_is_int64(self):
         chips = [[0, 0, 10, 10]]
