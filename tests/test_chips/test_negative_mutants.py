@@ -5,7 +5,8 @@ import numpy as np
 
 from chip_test_utils import contains
 from mmsniper.chips import (generate_negative_chips,
-                            generate_negative_scale_chips)
+                            generate_negative_scale_chips,
+                            negative_proposal_mask)
 
 
 def column(num, x1=595, y1=10, side=5, step=0.2):
@@ -76,3 +77,20 @@ class TestRandomTies:
             positions.add(tuple(chips[0][0]) + tuple(chips[1][0]))
         assert len({p[:4] for p in positions}) > 5
         assert len({p[4:] for p in positions}) > 5
+
+
+def test_axis_that_fits_in_a_chip_relaxes_the_size_limit():
+    # 500 px wide at s = 1 fits one chip: 490 px wide proposals (over the
+    # 479 px limit) still drive chips; along y (600 px) the limit holds.
+    wide = np.array([[5, 10 + i, 495, 30 + i] for i in range(11)], float)
+    tall = np.array([[10 + i, 5, 30 + i, 495] for i in range(11)], float)
+    mask = negative_proposal_mask(
+        np.concatenate([wide, tall]), [], 1.0, (-1, -1), 512, 32,
+        (600, 500))
+    np.testing.assert_array_equal(mask, [True] * 11 + [False] * 11)
+    chips = generate_negative_scale_chips(wide, [], (600, 500), 1.0,
+                                          (-1, -1))
+    np.testing.assert_array_equal(chips, [[0, 0, 500, 512]])
+    chips = generate_negative_chips(wide, [[]], (600, 500), [1.0],
+                                    [(-1, -1)], min_proposals=10)
+    np.testing.assert_array_equal(chips[0], [[0, 0, 500, 512]])
