@@ -2,6 +2,7 @@
 """Negative chips pinned by exact values (tests/MUTATION.md): defaults,
 thresholds and the random tie breaker reaching every scale."""
 import numpy as np
+import pytest
 
 from chip_test_utils import contains
 from mmsniper.chips import (generate_negative_chips,
@@ -94,3 +95,39 @@ def test_axis_that_fits_in_a_chip_relaxes_the_size_limit():
     chips = generate_negative_chips(wide, [[]], (600, 500), [1.0],
                                     [(-1, -1)], min_proposals=10)
     np.testing.assert_array_equal(chips[0], [[0, 0, 500, 512]])
+
+
+class TestInputs:
+
+    def test_empty_proposals(self):
+        for empty in ([], np.zeros((0, 4)), np.zeros((0, 5))):
+            mask = negative_proposal_mask(empty, [], 1.0, (-1, -1), 512, 32)
+            assert mask.shape == (0, )
+            chips = generate_negative_scale_chips(empty, [], (600, 800), 1.0,
+                                                  (-1, -1))
+            assert chips.shape == (0, 4) and chips.dtype == np.float64
+
+    def test_non_finite_rows_listed_up_to_five(self):
+        proposals = np.tile([[0.0, 0.0, 10.0, 10.0]], (8, 1))
+        proposals[[1, 2, 3, 4, 6]] = np.nan
+        with pytest.raises(
+                ValueError,
+                match=r'5 of 8 rows hold NaN or inf \(rows 1, 2, 3, 4, 6; '
+                r'first: \[nan, nan, nan, nan\]\)$'):
+            negative_proposal_mask(proposals, [], 1.0, (-1, -1), 512, 32)
+        proposals[7, 2] = np.inf
+        with pytest.raises(
+                ValueError,
+                match=r'6 of 8 rows hold NaN or inf \(rows 1, 2, 3, 4, 6, '
+                r'\.\.\.; first'):
+            negative_proposal_mask(proposals, [], 1.0, (-1, -1), 512, 32)
+
+    def test_pos_chips_as_one_3d_array(self):
+        # (S, M, 4): one array of positive chips per scale.
+        chips = generate_negative_chips(column(11), np.zeros((1, 0, 4)),
+                                        (600, 1500), [1.0], [(-1, -1)],
+                                        min_proposals=10)
+        np.testing.assert_array_equal(chips[0], [[96, 0, 608, 512]])
+        with pytest.raises(ValueError, match='one \\(M, 4\\) array per'):
+            generate_negative_chips(column(11), np.zeros((0, 4)),
+                                    (600, 1500), [1.0], [(-1, -1)])
