@@ -131,3 +131,11 @@ class TestInputs:
         with pytest.raises(ValueError, match='one \\(M, 4\\) array per'):
             generate_negative_chips(column(11), np.zeros((0, 4)),
                                     (600, 1500), [1.0], [(-1, -1)])
+
+    def test_bad_rng_rejected(self):
+        with pytest.raises(ValueError, match='rng must be None or a'):
+            generate_negative_scale_chips(column(11), [], (600, 1500), 1.0,
+                                          (-1, -1), rng=0)
+        with pytest.raises(ValueError, match='rng must be None or a'):
+            generate_negative_chips(column(11), [[]], (600, 1500), [1.0],
+                                    [(-1, -1)], rng=0)
