@@ -133,9 +133,11 @@ class TestInputs:
                                     (600, 1500), [1.0], [(-1, -1)])
 
     def test_bad_rng_rejected(self):
-        with pytest.raises(ValueError, match='rng must be None or a'):
-            generate_negative_scale_chips(column(11), [], (600, 1500), 1.0,
-                                          (-1, -1), rng=0)
+        # also when no chip can be kept (no greedy cover runs)
+        for proposals in (column(11), column(3), []):
+            with pytest.raises(ValueError, match='rng must be None or a'):
+                generate_negative_scale_chips(proposals, [], (600, 1500),
+                                              1.0, (-1, -1), rng=0)
         with pytest.raises(ValueError, match='rng must be None or a'):
             generate_negative_chips(column(11), [[]], (600, 1500), [1.0],
                                     [(-1, -1)], rng=0)
