@@ -378,7 +378,8 @@ class TestGreedyCover:
         chips = [[0, 0, 10, 10]]
         np.testing.assert_array_equal(
             greedy_cover(chips, [[5, 5, 15, 15], [1, 1, 2, 2]]), [0])
-        assert len(greedy_cover(chips, [[5, 5, 15, 15]])) == 0
+        picks = greedy_cover(chips, [[5, 5, 15, 15]])
+        assert picks.shape == (0, ) and picks.dtype == np.int64
 
     def test_empty_inputs(self):
         assert greedy_cover(np.zeros((0, 4)), [[0, 0, 1, 1]]).shape == (0, )
