@@ -352,3 +352,32 @@ def test_polygon_masks_mapped_like_the_boxes():
     corners = masks.masks[0][0].reshape(-1, 2)
     assert sorted(map(tuple, corners.tolist()))[:4] == [(20, 20), (20, 80),
                                                         (60, 20), (60, 80)]
+
+
+def test_proposals_cut_at_the_chip_origin_and_zero_width_dropped():
+    proposals = np.array([[90, 60, 130, 90], [110, 40, 130, 70],
+                          [200, 60, 200, 90], [150, 60, 170, 60]],
+                         dtype=np.float32)
+    out = crop(
+        results_for([[110, 60, 130, 90]],
+                    chip_dict(valid_gt=[0]),
+                    proposals=proposals))
+    np.testing.assert_allclose(out['proposals'],
+                               [[0, 20, 60, 80], [20, 0, 60, 40]])
+
+
+def test_fractional_corner_on_one_axis_is_sampled_exactly():
+    # Rows hold 10 * y: a chip starting at y = 2.25 shows 22.5 + 10 v in
+    # row v (bilinear), not the 20 + 10 v of the integer crop at y = 2.
+    img = np.repeat(np.arange(26, dtype=np.uint8)[:, None] * 10, 40, axis=1)
+    results = dict(img=img, img_shape=(26, 40), ori_shape=(26, 40),
+                   sniper_chip=chip_dict(box=(10, 2.25, 26, 18.25), s=1.0,
+                                         chip_size=(16, 16)))
+    out = crop(results)
+    expected = 22.5 + 10 * np.arange(16)
+    assert np.abs(out['img'][:, 0].astype(float) - expected).max() <= 0.5
+    results = dict(img=img.T.copy(), img_shape=(40, 26), ori_shape=(40, 26),
+                   sniper_chip=chip_dict(box=(2.25, 10, 18.25, 26), s=1.0,
+                                         chip_size=(16, 16)))
+    out = crop(results)
+    assert np.abs(out['img'][0, :].astype(float) - expected).max() <= 0.5
