@@ -72,10 +72,10 @@ import collections, sys
 counts = collections.Counter(
     line.rsplit(':', 1)[1].strip() for line in open(sys.argv[1])
     if ':' in line)
-total = sum(counts.values())
-killed = counts.get('killed', 0)
-print(f'[mutation] {dict(counts)}; score {killed}/{total} = '
-      f'{100 * killed / max(total, 1):.1f} %')
+checked = sum(counts.values()) - counts['not checked']
+detected = counts['killed'] + counts['timeout']
+print(f'[mutation] {dict(counts)}; detected (killed + timeout) '
+      f'{detected}/{checked} checked = {100 * detected / max(checked, 1):.1f} %')
 PYEOF
 }
 
