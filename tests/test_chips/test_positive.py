@@ -1,6 +1,7 @@
 # Copyright (c) mmsniper contributors. All rights reserved.
 """Positive chips (SNIPER spec, section 2): grid, greedy cover, assignment."""
 import ast
+import math
 import pathlib
 
 import numpy as np
@@ -34,24 +35,57 @@ def reference_axis(extent, chip_size, stride):
     return origins + [extent - chip_size], ends
 
 
+def reference_driving(box, image_size, factor, valid_range, chip_size,
+                      stride):
+    """Whether one GT drives chips, the spec's rule written out per box.
+
+    Clip to the image; both sides >= 2 px; ``lo <= sqrt(w * h) < hi``
+    (-1 open); ``side < (chip - stride - 1) / s`` along every axis where
+    the scaled image is larger than a chip (the reference's ``max(w, h)``
+    test when neither axis fits in one chip).
+    """
+    height, width = image_size
+    x1, x2 = (min(max(value, 0.0), width) for value in (box[0], box[2]))
+    y1, y2 = (min(max(value, 0.0), height) for value in (box[1], box[3]))
+    box_width, box_height = max(x2 - x1, 0.0), max(y2 - y1, 0.0)
+    if box_width < 2 or box_height < 2:
+        return False
+    lo, hi = valid_range
+    sqrt_area = math.sqrt(box_width * box_height)
+    if (lo != -1 and sqrt_area < lo) or (hi != -1 and sqrt_area >= hi):
+        return False
+    limit = (chip_size - stride - 1) / factor
+    for extent, side in ((width, box_width), (height, box_height)):
+        if extent * factor > chip_size + TOLERANCE and side >= limit:
+            return False
+    return True
+
+
 def reference_scale_chips(gt_bboxes, image_size, factor, valid_range,
                           chip_size, stride):
-    """Brute-force positive chips of one scale (orig px), raster ties."""
+    """Brute-force positive chips of one scale, raster ties.
+
+    Returns the chips (orig px), the validity of each GT (by
+    :func:`reference_driving`) and, per GT, the index of the first picked
+    chip that contains it (-1 for an invalid GT).
+    """
     height, width = image_size
-    valid = chip_driving_mask(gt_bboxes, factor, valid_range, chip_size,
-                              stride, image_size)
-    boxes = clip_to_image(np.asarray(gt_bboxes, float),
+    valid = np.array([
+        reference_driving(box, image_size, factor, valid_range, chip_size,
+                          stride) for box in np.asarray(gt_bboxes, float)
+    ],
+                     dtype=bool).reshape(-1)
+    boxes = clip_to_image(np.asarray(gt_bboxes, float).reshape(-1, 4),
                           image_size)[valid] * factor
     x_origins, x_ends = reference_axis(width * factor, chip_size, stride)
     y_origins, y_ends = reference_axis(height * factor, chip_size, stride)
     candidates = np.array(
         [[x_origins[col], y_origins[row], x_ends[col], y_ends[row]]
          for row in range(len(y_origins)) for col in range(len(x_origins))])
-    inside = ((candidates[:, None, 0] <= boxes[None, :, 0])
-              & (candidates[:, None, 1] <= boxes[None, :, 1])
-              & (boxes[None, :, 2] <= candidates[:, None, 2])
-              & (boxes[None, :, 3] <= candidates[:, None, 3]))
-    box_sets = [set(np.flatnonzero(row).tolist()) for row in inside]
+    box_sets = [{
+        index
+        for index, box in enumerate(boxes) if contains(chip, box, 0)
+    } for chip in candidates]
     uncovered = set(range(len(boxes)))
     picks = []
     while True:
@@ -61,7 +95,14 @@ def reference_scale_chips(gt_bboxes, image_size, factor, valid_range,
             break
         picks.append(best)
         uncovered -= box_sets[best]
-    return candidates[picks] / factor, valid
+    assert not uncovered, 'a valid box no candidate chip contains'
+    first_pick = [
+        next(order for order, pick in enumerate(picks)
+             if contains(candidates[pick], box, 0)) for box in boxes
+    ]
+    gt_chip = np.full(len(valid), -1, dtype=np.int64)
+    gt_chip[valid] = first_pick
+    return candidates[picks].reshape(-1, 4) / factor, valid, gt_chip
 
 
 # -- strategies --------------------------------------------------------------
@@ -207,11 +248,76 @@ class TestChipDrivingMask:
             chip_driving_mask(boxes, 3.0, (-1, -1), 512, 32),
             [True, False, True])
 
+    @pytest.mark.parametrize('factor', [1.0, 3.0, 0.7])
+    def test_fit_limit_is_chip_minus_stride_minus_one(self, factor):
+        # The limit is (512 - 32 - 1) / s, strict; (512 - 32) / s would
+        # accept the third and fourth boxes.
+        limit = 479 / factor
+        boxes = [[0, 0, limit * 0.999, 10], [0, 0, 10, limit],
+                 [0, 0, limit * 1.001, 10], [0, 0, 10, 479.5 / factor],
+                 [0, 0, 480 / factor, 10]]
+        np.testing.assert_array_equal(
+            chip_driving_mask(boxes, factor, (-1, -1), 512, 32),
+            [True, False, False, False, False])
+        np.testing.assert_array_equal(
+            chip_driving_mask(boxes, factor, (-1, -1), 512, 32,
+                              (5000, 5000)),
+            [True, False, False, False, False])
+
+    def test_fit_limit_follows_the_stride(self):
+        # stride 59: (512 - 59 - 1) / 1 = 452.
+        boxes = [[0, 0, 451.9, 10], [0, 0, 452, 10], [0, 0, 10, 452.5]]
+        np.testing.assert_array_equal(
+            chip_driving_mask(boxes, 1.0, (-1, -1), 512, 59),
+            [True, False, False])
+
     def test_sides_under_two_pixels_skipped(self):
-        boxes = [[0, 0, 1.9, 50], [0, 0, 50, 1.5], [0, 0, 2, 2]]
+        boxes = [[0, 0, 1.9, 50], [0, 0, 50, 1.5], [0, 0, 2, 2],
+                 [0, 0, 1.999, 50], [0, 0, 50, 1.999], [0, 0, 2, 50],
+                 [0, 0, 50, 2]]
         np.testing.assert_array_equal(
             chip_driving_mask(boxes, 1.0, (-1, -1), 512, 32),
-            [False, False, True])
+            [False, False, True, False, False, True, True])
+
+    def test_two_pixel_rule_is_in_original_pixels(self):
+        # At s = 3 a 1.9 px side is 5.7 scaled px: still skipped.
+        boxes = [[0, 0, 1.9, 50], [0, 0, 2, 50]]
+        np.testing.assert_array_equal(
+            chip_driving_mask(boxes, 3.0, (-1, -1), 512, 32), [False, True])
+
+    def test_valid_range_lo_inclusive_hi_exclusive(self):
+        # The reference trains on lo <= sqrt(w * h) < hi (data_workers.py).
+        boxes = [[0, 0, 32, 32], [0, 0, 31.99, 32], [0, 0, 150, 150],
+                 [0, 0, 149.99, 150], [0, 0, 16, 64], [0, 0, 100, 225]]
+        np.testing.assert_array_equal(
+            chip_driving_mask(boxes, 1.0, (32, 150), 512, 32, (1000, 1000)),
+            [True, False, False, True, True, False])
+
+    def test_open_valid_range_sides(self):
+        boxes = [[0, 0, 2, 2], [0, 0, 79.99, 80], [0, 0, 80, 80],
+                 [0, 0, 400, 400]]
+        np.testing.assert_array_equal(
+            chip_driving_mask(boxes, 1.0, (-1, 80), 512, 32),
+            [True, True, False, False])
+        np.testing.assert_array_equal(
+            chip_driving_mask(boxes, 1.0, (120, -1), 512, 32),
+            [False, False, False, True])
+
+    @settings(max_examples=200, deadline=None)
+    @given(setup=chip_setups(max_boxes=30))
+    def test_matches_the_rule_written_out(self, setup):
+        height, width = setup['image_size']
+        factor = compute_scale_factor(setup['scale'], (height, width))
+        expected = [
+            reference_driving(box, (height, width), factor,
+                              setup['valid_range'], setup['chip_size'],
+                              setup['stride']) for box in setup['gt_bboxes']
+        ]
+        np.testing.assert_array_equal(
+            chip_driving_mask(setup['gt_bboxes'], factor,
+                              setup['valid_range'], setup['chip_size'],
+                              setup['stride'], (height, width)),
+            np.array(expected, dtype=bool).reshape(-1))
 
     def test_image_within_one_chip_never_rejects_for_size(self):
         # 640 x 480 at (-1, 512): the scaled image is one 512 x 384 chip.
@@ -272,7 +378,8 @@ class TestGreedyCover:
         chips = [[0, 0, 10, 10]]
         np.testing.assert_array_equal(
             greedy_cover(chips, [[5, 5, 15, 15], [1, 1, 2, 2]]), [0])
-        assert len(greedy_cover(chips, [[5, 5, 15, 15]])) == 0
+        picks = greedy_cover(chips, [[5, 5, 15, 15]])
+        assert picks.shape == (0, ) and picks.dtype == np.int64
 
     def test_empty_inputs(self):
         assert greedy_cover(np.zeros((0, 4)), [[0, 0, 1, 1]]).shape == (0, )
@@ -281,6 +388,12 @@ class TestGreedyCover:
     def test_bad_rng_raises(self):
         with pytest.raises(ValueError, match='rng'):
             greedy_cover([[0, 0, 1, 1]], [[0, 0, 1, 1]], rng=0)
+
+    def test_bad_input_names_the_argument(self):
+        with pytest.raises(ValueError, match=r'^chips must'):
+            greedy_cover([[0, 0, 1]], [[0, 0, 5, 5]])
+        with pytest.raises(ValueError, match=r'^boxes must'):
+            greedy_cover([[0, 0, 5, 5]], [[0, 0, np.nan, 1]])
 
 
 class TestAssignBoxesToChips:
@@ -305,6 +418,36 @@ class TestAssignBoxesToChips:
         np.testing.assert_array_equal(
             assign_boxes_to_chips([[0, 0, 1, 1]], np.zeros((0, 4))), [-1])
         assert assign_boxes_to_chips(np.zeros((0, 4)), chips).shape == (0, )
+
+    def test_partial_overlaps_in_any_position(self):
+        # Chips and boxes with x != y; boxes whose x2 + x1 or y2 - x1 is
+        # not positive still have their own area.
+        chips = [[0, 40, 20, 60], [10, 45, 100, 50], [50, 0, 100, 20]]
+        boxes = [
+            [-10, 40, 5, 50],  # IoB 1/3 with chip 0 only
+            [15, 42, 40, 58],  # chip 0: 5 * 16 / 400; chip 1: 25 * 5 / 400
+            [40, 5, 60, 15],  # IoB 0.5 with chip 2
+            [2, 70, 8, 80],  # overlaps chip 0 in x only
+            [150, 41, 160, 59],  # overlaps chip 0 in y only
+            [40, -10, 60, 5],  # IoB 1/6 with chip 2
+            [49.5, 10, 50.5, 10.5],  # area 0.5, half in chip 2
+            [300, 300, 300, 310],  # zero area, in no chip
+        ]
+        np.testing.assert_array_equal(
+            assign_boxes_to_chips(boxes, chips), [0, 1, 2, -1, -1, 2, 2, -1])
+
+    def test_result_is_int64(self):
+        chips = [[0, 0, 10, 10]]
+        for boxes, chip_list in (([[0, 0, 1, 1]], chips),
+                                 ([[0, 0, 1, 1]], np.zeros((0, 4))),
+                                 (np.zeros((0, 4)), chips)):
+            assert assign_boxes_to_chips(boxes, chip_list).dtype == np.int64
+
+    def test_bad_input_names_the_argument(self):
+        with pytest.raises(ValueError, match=r'^boxes must'):
+            assign_boxes_to_chips([[0, 0, 1]], [[0, 0, 5, 5]])
+        with pytest.raises(ValueError, match=r'^chips must'):
+            assign_boxes_to_chips([[0, 0, 1, 1]], [[0, 0, np.inf, 5]])
 
     def test_zero_area_box_inside_a_chip(self):
         chips = [[0, 0, 10, 10], [5, 5, 20, 20]]
@@ -459,46 +602,51 @@ class TestGenerateScaleChips:
         chips = result.chips
         assert result.scale_factor == factor
         assert chips.shape[1] == 4 and chips.dtype == np.float64
-        # validity is the chip-driving mask
+        # validity is the spec's rule, written out box by box
+        expected_valid = [
+            reference_driving(box, (height, width), factor,
+                              setup['valid_range'], chip_size,
+                              setup['stride']) for box in gt_bboxes
+        ]
         np.testing.assert_array_equal(
             result.gt_valid,
-            chip_driving_mask(gt_bboxes, factor, setup['valid_range'],
-                              chip_size, setup['stride'], (height, width)))
-        assert_chips_inside_image(chips, (height, width), factor,
-                                  chip_size)
+            np.array(expected_valid, dtype=bool).reshape(-1))
+        assert_chips_inside_image(chips, (height, width), factor, chip_size)
         # each pick covers a new box: never more chips than valid boxes
         num_valid = int(result.gt_valid.sum())
         assert len(chips) <= num_valid
         assert (len(chips) == 0) == (num_valid == 0)
         if max(height, width) * factor <= chip_size and num_valid:
             np.testing.assert_array_equal(chips, [[0, 0, width, height]])
-        # every valid GT lies inside its assigned chip; others have -1
+        # every valid GT is assigned to the first picked chip holding it
         clipped = clip_to_image(gt_bboxes, (height, width))
         np.testing.assert_array_equal(result.gt_chip[~result.gt_valid], -1)
         for box, chip_id in zip(clipped[result.gt_valid],
                                 result.gt_chip[result.gt_valid]):
             assert 0 <= chip_id < len(chips)
             assert contains(chips[chip_id], box)
-            # the assigned chip is one of largest intersection over area
-            best = assign_boxes_to_chips(box[None], chips)[0]
-            assert contains(chips[best], box)
+            assert not any(
+                contains(chip, box, -TOLERANCE) for chip in chips[:chip_id])
 
     @settings(max_examples=60, deadline=None)
     @given(setup=chip_setups(max_side=700, max_boxes=12))
-    def test_not_more_chips_than_useful_candidates(self, setup):
+    def test_every_pick_is_a_candidate_that_covers_a_new_box(self, setup):
         result = generate_scale_chips(**setup)
         factor = result.scale_factor
         height, width = setup['image_size']
         candidates = candidate_chips((height * factor, width * factor),
                                      setup['chip_size'], setup['stride'])
         valid_boxes = clip_to_image(setup['gt_bboxes'],
-                                    (height, width))[result.gt_valid]
-        useful = {
-            index
-            for index, chip in enumerate(candidates)
-            for box in valid_boxes if contains(chip, box * factor, 0)
-        }
-        assert len(result.chips) <= len(useful) <= len(candidates)
+                                    (height, width))[result.gt_valid] * factor
+        covered = np.zeros(len(valid_boxes), dtype=bool)
+        for chip in result.chips * factor:
+            matches = np.abs(candidates - chip).max(axis=1) < 1e-6
+            assert matches.sum() == 1, chip
+            inside = np.array(
+                [contains(chip, box) for box in valid_boxes], dtype=bool)
+            assert (inside & ~covered).any()
+            covered |= inside
+        assert covered.all()
 
     @settings(max_examples=60, deadline=None)
     @given(setup=chip_setups(max_side=900, max_boxes=12))
@@ -506,14 +654,62 @@ class TestGenerateScaleChips:
         factor = compute_scale_factor(setup['scale'], setup['image_size'])
         assume(max(setup['image_size']) * factor < 4000)
         result = generate_scale_chips(**setup)
-        expected, valid = reference_scale_chips(setup['gt_bboxes'],
-                                                setup['image_size'], factor,
-                                                setup['valid_range'],
-                                                setup['chip_size'],
-                                                setup['stride'])
+        expected, valid, gt_chip = reference_scale_chips(
+            setup['gt_bboxes'], setup['image_size'], factor,
+            setup['valid_range'], setup['chip_size'], setup['stride'])
         np.testing.assert_array_equal(result.gt_valid, valid)
         assert len(result.chips) == len(expected)
         np.testing.assert_allclose(result.chips, expected, atol=1e-6)
+        np.testing.assert_array_equal(result.gt_chip, gt_chip)
+
+    def test_assignment_is_the_first_pick_not_the_lowest_raster(self):
+        # The chip at x = 80 holds 3 boxes and is picked first; the chip at
+        # x = 0 is picked for box 3 and also holds box 1 (x 85..95). Box 1
+        # keeps the first pick (the reference takes the argmax of the
+        # overlaps over the picked chips in order), not the lower raster.
+        boxes = [[150, 10, 170, 20], [85, 10, 95, 20], [160, 10, 175, 20],
+                 [20, 10, 30, 20]]
+        result = generate_scale_chips(boxes, (100, 300), 1.0, (-1, -1), 100,
+                                      10)
+        np.testing.assert_allclose(result.chips,
+                                   [[80, 0, 180, 100], [0, 0, 100, 100]])
+        np.testing.assert_array_equal(result.gt_chip, [0, 0, 0, 1])
+
+    def test_resolution_pair_scales(self):
+        # (800, 1333) on 480 x 640: s = 800 / 480, long side 1066.7 < 1333.
+        # (1400, 2000) on 480 x 1500: the cap gives s = 2000 / 1500.
+        boxes = [[10, 10, 60, 60]]
+        for image_size, scale, factor in (((480, 640), (800, 1333),
+                                           800 / 480),
+                                          ((480, 1500), (1400, 2000),
+                                           2000 / 1500),
+                                          ((1500, 480), (1400, 2000),
+                                           2000 / 1500)):
+            result = generate_scale_chips(boxes, image_size, scale, (-1, -1))
+            assert result.scale_factor == pytest.approx(factor, rel=1e-12)
+            np.testing.assert_allclose(result.chips,
+                                       [[0, 0, 512 / factor, 512 / factor]])
+            np.testing.assert_array_equal(result.gt_chip, [0])
+
+    def test_non_square_image_height_and_width_not_swapped(self):
+        # image_size is (h, w): a tall image and its transpose give
+        # transposed chips. Grid along the 300 px side: 0, 32, flush 44.
+        tall = generate_scale_chips([[10, 900, 40, 950], [280, 10, 295, 30]],
+                                    (1200, 300), 1.0, (-1, -1), 256, 32)
+        np.testing.assert_allclose(tall.chips,
+                                   [[44, 0, 300, 256], [0, 704, 256, 960]])
+        np.testing.assert_array_equal(tall.gt_chip, [1, 0])
+        wide = generate_scale_chips([[900, 10, 950, 40], [10, 280, 30, 295]],
+                                    (300, 1200), 1.0, (-1, -1), 256, 32)
+        np.testing.assert_allclose(wide.chips,
+                                   [[704, 0, 960, 256], [0, 44, 256, 300]])
+        np.testing.assert_array_equal(wide.gt_chip, [0, 1])
+
+    def test_chips_are_square_only(self):
+        # The core takes one int side; a (h, w) pair is refused, not read.
+        with pytest.raises(ValueError, match='chip_size'):
+            generate_scale_chips([[0, 0, 10, 10]], (480, 640), 1.0, (-1, -1),
+                                 chip_size=(512, 256))
 
 
 class TestGeneratePositiveChips:
@@ -546,6 +742,41 @@ class TestGeneratePositiveChips:
                                           valid_range, 512, 48)
             np.testing.assert_array_equal(scale_chips, single.chips)
             np.testing.assert_array_equal(scale_result.gt_chip, single.gt_chip)
+            # and each is the brute-force answer
+            factor = compute_scale_factor(scale, (1000, 1200))
+            expected, valid, gt_chip = reference_scale_chips(
+                boxes, (1000, 1200), factor, valid_range, 512, 48)
+            assert scale_result.scale_factor == factor
+            np.testing.assert_allclose(scale_chips, expected, atol=1e-9)
+            np.testing.assert_array_equal(scale_result.gt_valid, valid)
+            np.testing.assert_array_equal(scale_result.gt_chip, gt_chip)
+
+    def test_defaults_are_chip_512_stride_32(self):
+        # The box ends at x = 600: the first grid chip holding it starts at
+        # the first multiple of 32 from 600 - 512 = 88, i.e. 96.
+        boxes = [[590, 10, 600, 20]]
+        expected = [[96, 0, 608, 512]]
+        np.testing.assert_array_equal(
+            generate_positive_chips(boxes, (600, 1500), [1.0],
+                                    [(-1, -1)])[0], expected)
+        result = generate_multiscale_chips(boxes, (600, 1500), [1.0],
+                                           [(-1, -1)])[0]
+        np.testing.assert_array_equal(result.chips, expected)
+        np.testing.assert_array_equal(
+            generate_scale_chips(boxes, (600, 1500), 1.0, (-1, -1)).chips,
+            expected)
+
+    def test_rng_reaches_every_scale(self):
+        boxes = [[900, 900, 920, 920]]
+        for generate in (generate_positive_chips, generate_multiscale_chips):
+            positions = set()
+            for seed in range(20):
+                result = generate(
+                    boxes, (2000, 2000), [1.0, 0.5], [(-1, -1), (-1, -1)],
+                    rng=np.random.default_rng(seed))
+                chips = [getattr(item, 'chips', item) for item in result]
+                positions.add(tuple(chips[0][0]) + tuple(chips[1][0]))
+            assert len(positions) > 5
 
     def test_empty_gt_gives_empty_chips(self):
         chips = generate_positive_chips(

@@ -54,9 +54,11 @@ class TestComputeScaleFactor:
         assert compute_scale_factor((800, -1),
                                     (400, 4000)) == pytest.approx(2.0)
 
-    def test_list_and_array_pairs(self):
-        assert compute_scale_factor([800, 1333], (480, 640)) == \
-            compute_scale_factor(np.array([800, 1333]), (480, 640))
+    @pytest.mark.parametrize(
+        'scale', [(800, 1333), [800, 1333],
+                  np.array([800, 1333]), (np.int64(800), 1333.0)])
+    def test_tuple_list_and_array_pairs(self, scale):
+        assert compute_scale_factor(scale, (480, 640)) == 800 / 480
 
     @pytest.mark.parametrize('scale', [
         0, -1.0, -3,
@@ -65,7 +67,7 @@ class TestComputeScaleFactor:
         (-2, 100), (800, 0), (800, -5), (float('nan'), 100), ('a', 100)
     ])
     def test_bad_scale_raises(self, scale):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match='scale'):
             compute_scale_factor(scale, (480, 640))
 
     @pytest.mark.parametrize('image_size', [(0, 10), (10, -1), (10, ),
@@ -113,20 +115,26 @@ class TestComputeScaleFactors:
         assert factors.dtype == np.float64
         np.testing.assert_allclose(factors, [3.0, 1.667, 0.8])
 
-    def test_matches_single_computation(self):
+    def test_resolution_pairs(self):
+        # 427 x 640: 1400 / 427 makes the long side 2098 > 2000, capped to
+        # 2000 / 640; 800 / 427 gives 1199 <= 1280; 480 / 427 gives 719 >
+        # 512, capped to 512 / 640.
         scales = [(1400, 2000), (800, 1280), (480, 512)]
         factors = compute_scale_factors(scales, (427, 640))
-        assert factors.shape == (3, )
+        np.testing.assert_array_equal(factors,
+                                      [2000 / 640, 800 / 427, 512 / 640])
         for factor, scale in zip(factors, scales):
             assert factor == compute_scale_factor(scale, (427, 640))
 
-    @pytest.mark.parametrize('scales', [[], 2.0, 'abc'])
-    def test_bad_sequence_raises(self, scales):
-        with pytest.raises(ValueError):
+    @pytest.mark.parametrize('scales,match', [([], 'at least one'),
+                                              (2.0, 'sequence of scales'),
+                                              ('abc', 'sequence of scales')])
+    def test_bad_sequence_raises(self, scales, match):
+        with pytest.raises(ValueError, match=match):
             compute_scale_factors(scales, (480, 640))
 
     def test_one_bad_scale_raises(self):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=r'\(-1, -1\) sets no size'):
             compute_scale_factors([2.0, (-1, -1)], (480, 640))
 
 
@@ -134,8 +142,17 @@ class TestBoxSqrtAreas:
 
     def test_values(self):
         areas = box_sqrt_areas([[0, 0, 4, 9], [10, 10, 12, 10], [5, 5, 1, 9],
-                                [0.5, 0.5, 2.5, 8.5]])
-        np.testing.assert_allclose(areas, [6.0, 0.0, 0.0, 4.0])
+                                [0.5, 0.5, 2.5, 8.5], [1, 3, 5, 12],
+                                [3, 1, 12, 5]])
+        np.testing.assert_allclose(areas, [6.0, 0.0, 0.0, 4.0, 6.0, 6.0])
+
+    def test_float32_boxes_measured_in_float64(self):
+        boxes = np.array([[0.1, 0.2, 0.7, 0.9]], dtype=np.float32)
+        x1, y1, x2, y2 = boxes[0].astype(np.float64)
+        areas = box_sqrt_areas(boxes)
+        assert areas.dtype == np.float64
+        assert areas[0] == np.sqrt((x2 - x1) * (y2 - y1))
+        assert box_sqrt_areas(np.zeros((0, 4), np.float32)).dtype == np.float64
 
     def test_empty(self):
         assert box_sqrt_areas(np.zeros((0, 4))).shape == (0, )
@@ -164,10 +181,12 @@ class TestInValidRange:
         assert in_valid_range(boxes, (-1, -1)).all()
 
     def test_normalized_range_is_accepted(self):
-        boxes = [[0, 0, 10, 10], [0, 0, 1000, 1000]]
+        boxes = [[0, 0, 0, 0], [0, 0, 10, 10], [0, 0, 1000, 1000]]
+        for valid_range in ((0, math.inf), (-1, -1)):
+            np.testing.assert_array_equal(
+                in_valid_range(boxes, valid_range), [True, True, True])
         np.testing.assert_array_equal(
-            in_valid_range(boxes, (0, math.inf)),
-            in_valid_range(boxes, (-1, -1)))
+            in_valid_range(boxes, (10, math.inf)), [False, True, True])
 
     def test_empty(self):
         assert in_valid_range(np.zeros((0, 4)), (32, 150)).shape == (0, )
@@ -175,7 +194,7 @@ class TestInValidRange:
     @pytest.mark.parametrize('valid_range', [(150, 32), (80, 80), (-2, 80),
                                              (0, -3), (1, ), 5, (1, 2, 3)])
     def test_bad_range_raises(self, valid_range):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match='valid range'):
             in_valid_range([[0, 0, 1, 1]], valid_range)
 
 

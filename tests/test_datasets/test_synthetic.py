@@ -145,16 +145,16 @@ def test_size_distribution_tiny(tiny):
 def test_render_subset_of_classes():
     _, _, labels = render_synthetic_image(1, 600, 700, classes=('tank', ))
     assert len(labels) > 0 and (labels == 0).all()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="classes must be distinct.*'boat'"):
         render_synthetic_image(1, 600, 700, classes=('boat', ))
 
 
 def test_invalid_args(tmp_path):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match='min_size <= max_size, got 900'):
         generate_synthetic_dataset(str(tmp_path), min_size=900, max_size=800)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match='non-negative'):
         generate_synthetic_dataset(str(tmp_path), seed=-1)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match='nmu_train'):
         ensure_synthetic_dataset(str(tmp_path), nmu_train=1)
 
 
