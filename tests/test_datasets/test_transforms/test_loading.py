@@ -339,7 +339,7 @@ def test_ignore_empty(tmp_path):
     results = make_results(
         str(tmp_path / 'missing.jpg'), (0, 0, 100, 100), 0.25)
     assert LoadSniperChipFromFile(ignore_empty=True)(results) is None
-    with pytest.raises(Exception):
+    with pytest.raises(FileNotFoundError, match='missing.jpg'):
         LoadSniperChipFromFile()(results)
 
 
