@@ -9,8 +9,6 @@ from typing import List, Optional, Sequence
 
 import cv2
 import numpy as np
-import torch
-from mmengine.structures import InstanceData
 
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
@@ -229,18 +227,9 @@ class AutoFocusTTAModel(SniperTTAModel):
                     chips[image_idx] = (np.concatenate(found) if found else
                                         np.zeros((0, 4)))
             for image_idx, image_views in enumerate(by_image):
-                merged = (
-                    self._merge_views([v['result'] for v in image_views])
-                    if image_views else InstanceData(
-                        bboxes=torch.zeros((0, 4)),
-                        scores=torch.zeros(0),
-                        labels=torch.zeros(0, dtype=torch.long)))
-                sample = DetDataSample(
-                    metainfo=dict(
-                        data_samples[image_idx].metainfo,
-                        sniper_scale_idx=scale_idx))
-                sample.pred_instances = merged
-                per_image[image_idx].append(sample)
+                per_image[image_idx].append(
+                    self._scale_result(data_samples[image_idx], scale_idx,
+                                       image_views))
             stats['scale_seconds'][scale_idx] += (
                 time.perf_counter() - scale_start)
         merged = self.merge_preds(per_image)

@@ -262,6 +262,22 @@ class SniperTTAModel(BaseTTAModel):
                               inst.scores.detach().float().cpu()[keep_t],
                               inst.labels.detach().cpu()[keep_t])
 
+    def _scale_result(self, data_sample, scale_idx: int,
+                      views: List[dict]) -> DetDataSample:
+        """One image's merged views at one scale, tagged with the scale
+        (no views: no detections)."""
+        if views:
+            merged = self._merge_views([v['result'] for v in views])
+        else:
+            merged = InstanceData(
+                bboxes=torch.zeros((0, 4)),
+                scores=torch.zeros(0),
+                labels=torch.zeros(0, dtype=torch.long))
+        sample = DetDataSample(
+            metainfo=dict(data_sample.metainfo, sniper_scale_idx=scale_idx))
+        sample.pred_instances = merged
+        return sample
+
     def _merge_views(self, results: List[tuple]) -> InstanceData:
         """Concatenate the views of one image at one scale (+ view NMS)."""
         bboxes = torch.cat([r[0] for r in results])
@@ -321,13 +337,9 @@ class SniperTTAModel(BaseTTAModel):
                         view['factor']))
             stats['views'][scale_idx] += len(views)
             for image_idx, image_views in enumerate(by_image):
-                merged = self._merge_views([v['result'] for v in image_views])
-                sample = DetDataSample(
-                    metainfo=dict(
-                        data_samples[image_idx].metainfo,
-                        sniper_scale_idx=scale_idx))
-                sample.pred_instances = merged
-                per_image[image_idx].append(sample)
+                per_image[image_idx].append(
+                    self._scale_result(data_samples[image_idx], scale_idx,
+                                       image_views))
             stats['scale_seconds'][scale_idx] += (
                 time.perf_counter() - scale_start)
         merged = self.merge_preds(per_image)
