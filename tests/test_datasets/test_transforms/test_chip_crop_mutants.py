@@ -328,11 +328,14 @@ def test_masks_and_seg_map_resampled_nearest():
                           gt_seg_map=seg,
                           gt_masks=BitmapMasks(mask, IMG_H, IMG_W))
     out = crop(results)
-    assert set(np.unique(out['gt_seg_map']).tolist()) == {0, 100, 255}
+    # the chip is not padded (the data preprocessor pads batches): the
+    # seg map is the 500 x 250 region, values 0 and 100 only
+    assert out['gt_seg_map'].shape == (250, 500)
+    assert set(np.unique(out['gt_seg_map']).tolist()) == {0, 100}
     assert out['gt_seg_map'].dtype == np.uint8
     masks = out['gt_masks']
-    assert masks.masks.dtype == np.uint8 and masks.masks.shape == (1, 256,
-                                                                   512)
+    assert masks.masks.dtype == np.uint8 and masks.masks.shape == (1, 250,
+                                                                   500)
     ys, xs = np.nonzero(masks.masks[0])
     assert (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == (25, 25, 75,
                                                                 100)
