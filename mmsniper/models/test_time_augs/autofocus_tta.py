@@ -150,15 +150,7 @@ class AutoFocusTTAModel(SniperTTAModel):
     def test_step(self, data: dict) -> List[DetDataSample]:
         """Run AutoFocus on a batch (``inputs``, ``data_samples``)."""
         start = time.perf_counter()
-        if not isinstance(data, dict):
-            raise TypeError('AutoFocusTTAModel.test_step expects the dict of '
-                            'a pseudo-collated batch (inputs, data_samples), '
-                            f'got {type(data).__name__}')
-        inputs, data_samples = data['inputs'], data['data_samples']
-        sizes = [
-            self._image_hw(img, sample)
-            for img, sample in zip(inputs, data_samples)
-        ]
+        inputs, data_samples, sizes = self._unpack_batch(data)
         stats = self.sniper_stats
         num_scales = len(self.scales)
         per_image: List[List[DetDataSample]] = [[] for _ in inputs]

@@ -288,17 +288,18 @@ class SniperTTAModel(BaseTTAModel):
             bboxes, scores, labels = dets[:, :4], dets[:, 4], labels[keep]
         return InstanceData(bboxes=bboxes, scores=scores, labels=labels)
 
-    def test_step(self, data: dict) -> List[DetDataSample]:
-        """Run the SNIPER test on a batch (``inputs``, ``data_samples``)."""
-        start = time.perf_counter()
+    def _unpack_batch(self, data: dict) -> tuple:
+        """``inputs``, ``data_samples`` and each image's ``(h, w)`` of a
+        pseudo-collated batch, refusing batches this model cannot test."""
+        name = type(self).__name__
         if not isinstance(data, dict):
-            raise TypeError('SniperTTAModel.test_step expects the dict of a '
+            raise TypeError(f'{name}.test_step expects the dict of a '
                             'pseudo-collated batch (inputs, data_samples), '
                             f'got {type(data).__name__}')
         inputs, data_samples = data['inputs'], data['data_samples']
         if inputs and isinstance(inputs[0], (list, tuple)):
             raise TypeError(
-                'SniperTTAModel got several augmented views per image (a '
+                f'{name} got several augmented views per image (a '
                 'TestTimeAug pipeline); its tta_pipeline must load the image '
                 'at its original size and pack it once (LoadImageFromFile, '
                 'PackDetInputs): the model resizes per scale itself.')
@@ -306,6 +307,12 @@ class SniperTTAModel(BaseTTAModel):
             self._image_hw(img, sample)
             for img, sample in zip(inputs, data_samples)
         ]
+        return inputs, data_samples, sizes
+
+    def test_step(self, data: dict) -> List[DetDataSample]:
+        """Run the SNIPER test on a batch (``inputs``, ``data_samples``)."""
+        start = time.perf_counter()
+        inputs, data_samples, sizes = self._unpack_batch(data)
         stats = self.sniper_stats
         per_image: List[List[DetDataSample]] = [[] for _ in inputs]
         flips = (False, True) if self.flip else (False, )
