@@ -3,8 +3,8 @@ from .checkpoint import (TRUST_DIR_FLAG, TRUSTED_DIRS_ENV,
                          CheckpointTrustPolicy, UntrustedCheckpointError,
                          is_weights_only_error, load_local_checkpoint,
                          trusted_checkpoint_loading, trusted_dirs_from_env)
-from .cli import (add_runner_args, build_tool_runner, load_tool_config,
-                  parse_runner_args)
+from .cli import (add_image_source_args, add_runner_args, build_tool_runner,
+                  load_tool_config, parse_runner_args)
 from .setup_env import (AMP_NEEDS_GPU_MSG, check_amp_available, has_amp_device,
                         setup_cpu_distributed)
 
@@ -14,5 +14,6 @@ __all__ = [
     'load_local_checkpoint', 'trusted_checkpoint_loading',
     'trusted_dirs_from_env', 'AMP_NEEDS_GPU_MSG', 'check_amp_available',
     'has_amp_device', 'setup_cpu_distributed', 'add_runner_args',
-    'load_tool_config', 'parse_runner_args', 'build_tool_runner'
+    'add_image_source_args', 'load_tool_config', 'parse_runner_args',
+    'build_tool_runner'
 ]

@@ -10,6 +10,23 @@ from mmengine.config import Config, DictAction
 from .checkpoint import TRUST_DIR_FLAG, TRUSTED_DIRS_ENV
 
 
+def add_image_source_args(parser: argparse.ArgumentParser,
+                          what: str = 'check') -> None:
+    """``--img-dir`` and ``--splits``: the arguments of
+    :func:`mmsniper.datasets.image_list.images_of` after its config or
+    annotation file."""
+    parser.add_argument(
+        '--img-dir',
+        default=None,
+        help='image directory (with an annotation file)')
+    parser.add_argument(
+        '--splits',
+        nargs='+',
+        default=['train'],
+        choices=['train', 'val', 'test'],
+        help=f'config splits to {what} (default: train)')
+
+
 def add_runner_args(parser: argparse.ArgumentParser,
                     trust_help: str) -> None:
     """Add ``--trust-checkpoint-dir``, ``--cfg-options``, ``--launcher`` and

@@ -28,6 +28,7 @@ if ROOT not in sys.path:
 from mmsniper.datasets.image_io import (  # noqa: E402
     annotated_size, check_image_size, decode_image)
 from mmsniper.datasets.image_list import images_of  # noqa: E402
+from mmsniper.utils.cli import add_image_source_args  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -35,15 +36,7 @@ def parse_args(argv=None):
         description='Decode every image once and compare its size with the '
         'annotation')
     parser.add_argument('config', help='mmdet config, or a COCO .json')
-    parser.add_argument(
-        '--img-dir',
-        default=None,
-        help='image directory (with an annotation file)')
-    parser.add_argument(
-        '--splits',
-        nargs='+',
-        default=['train'],
-        choices=['train', 'val', 'test'])
+    add_image_source_args(parser, 'check')
     parser.add_argument(
         '--imdecode-backend',
         default='cv2',

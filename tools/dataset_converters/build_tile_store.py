@@ -37,6 +37,7 @@ if ROOT not in sys.path:
 from mmsniper.datasets.image_io import (  # noqa: E402
     annotated_size, check_image_size, decode_image)
 from mmsniper.datasets.image_list import images_of  # noqa: E402
+from mmsniper.utils.cli import add_image_source_args  # noqa: E402
 from mmsniper.datasets.tile_store import (  # noqa: E402
     COMPRESSIONS, TileStore, is_up_to_date, num_levels, source_stamp,
     write_store_meta, write_tiled_pyramid)
@@ -48,16 +49,7 @@ def parse_args(argv=None):
     parser.add_argument(
         'config_or_ann', help='mmdet config, or a COCO annotation .json')
     parser.add_argument('--out', required=True, help='store directory')
-    parser.add_argument(
-        '--img-dir',
-        default=None,
-        help='image directory (with an annotation file)')
-    parser.add_argument(
-        '--splits',
-        nargs='+',
-        default=['train'],
-        choices=['train', 'val', 'test'],
-        help='config splits to convert (default: train)')
+    add_image_source_args(parser, 'convert')
     parser.add_argument(
         '--tile',
         type=int,
