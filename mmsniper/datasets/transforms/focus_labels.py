@@ -49,7 +49,10 @@ class FocusPixelLabels(BaseTransform):
     Required Keys:
 
     - focus_gt_bboxes (np.ndarray): ``(N, 4)`` chip-px boxes from
-      ``SniperChipCrop``.
+      ``SniperChipCrop`` (with ``boxes='chip'``).
+    - gt_bboxes (with ``boxes='gt'``): the image's boxes after ``Resize``
+      and ``RandomFlip``, for full-image training (no chips, so nothing
+      was filtered; the boxes are already flipped).
     - img_shape
     - chip_size (optional): ``(h, w)``; ``img_shape`` when absent.
     - flip (optional), flip_direction (optional)
@@ -64,12 +67,22 @@ class FocusPixelLabels(BaseTransform):
             positive boxes, in chip px, exclusive. Defaults to (5, 64).
         ignore_upper (float): Boxes with sqrt-area in ``[hi, ignore_upper)``
             are ignored. Defaults to 90.
+        boxes (str): ``'chip'``: the chip's boxes handed over by
+            ``SniperChipCrop`` (SNIPER training); ``'gt'``: ``gt_bboxes`` of
+            a whole resized image (training a focus head without chips).
+            Defaults to 'chip'.
     """
 
     def __init__(self,
                  stride: int = 16,
                  positive_range: Tuple[float, float] = (5, 64),
-                 ignore_upper: float = 90) -> None:
+                 ignore_upper: float = 90,
+                 boxes: str = 'chip') -> None:
+        if boxes not in ('chip', 'gt'):
+            raise ValueError(
+                f"FocusPixelLabels: boxes must be 'chip' or 'gt', got "
+                f'{boxes!r}')
+        self.boxes = boxes
         self.stride = stride
         self.positive_range = tuple(positive_range)
         self.ignore_upper = ignore_upper
@@ -81,6 +94,8 @@ class FocusPixelLabels(BaseTransform):
             ignore_upper=ignore_upper)
 
     def transform(self, results: dict) -> Optional[dict]:
+        if self.boxes == 'gt':
+            return self._from_gt(results)
         if FOCUS_BOXES_KEY not in results:
             raise KeyError(
                 f'FocusPixelLabels needs {FOCUS_BOXES_KEY!r} (set by '
@@ -103,10 +118,30 @@ class FocusPixelLabels(BaseTransform):
             ignore_upper=self.ignore_upper)
         return results
 
+    def _from_gt(self, results: dict) -> dict:
+        if 'gt_bboxes' not in results:
+            raise KeyError(
+                "FocusPixelLabels(boxes='gt') needs 'gt_bboxes': put it after "
+                "dict(type='LoadAnnotations', with_bbox=True) and the resize "
+                f"of image {results.get('img_path', '?')!r}")
+        gt = results['gt_bboxes']
+        boxes = gt.tensor.numpy() if hasattr(gt, 'tensor') else np.asarray(gt)
+        boxes = boxes.astype(np.float64).reshape(-1, 4)
+        img_shape = results['img_shape'][:2]
+        map_size = tuple(max(1, math.ceil(side / self.stride))
+                         for side in img_shape)
+        results['gt_focus_map'] = focus_pixel_labels(
+            boxes,
+            map_size,
+            stride=self.stride,
+            positive_range=self.positive_range,
+            ignore_upper=self.ignore_upper)
+        return results
+
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(stride={self.stride}, '
                 f'positive_range={self.positive_range}, '
-                f'ignore_upper={self.ignore_upper})')
+                f'ignore_upper={self.ignore_upper}, boxes={self.boxes!r})')
 
 
 @TRANSFORMS.register_module()

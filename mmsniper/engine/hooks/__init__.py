@@ -1,3 +1,4 @@
 from .sniper_tta_stats_hook import SniperTTAStatsHook
+from .time_budget_hook import TimeBudgetHook
 
-__all__ = ['SniperTTAStatsHook']
+__all__ = ['SniperTTAStatsHook', 'TimeBudgetHook']

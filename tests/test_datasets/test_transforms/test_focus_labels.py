@@ -102,7 +102,9 @@ def test_settings_repr_and_errors():
              ignore_upper=48))
     assert isinstance(t, FocusPixelLabels)
     assert repr(t) == ('FocusPixelLabels(stride=8, positive_range=(4, 32), '
-                       'ignore_upper=48)')
+                       "ignore_upper=48, boxes='chip')")
+    with pytest.raises(ValueError, match="'chip' or 'gt'"):
+        FocusPixelLabels(boxes='all')
     with pytest.raises(ValueError, match='positive_range'):
         FocusPixelLabels(positive_range=(64, 5))
     with pytest.raises(KeyError, match='SniperChipCrop'):
@@ -114,3 +116,37 @@ def test_settings_repr_and_errors():
     fmap = FocusPixelLabels()(res)['gt_focus_map']
     assert fmap.shape == (4, 3)
     assert fmap[3, 2] == 1 and fmap[0, 0] == 0
+
+
+def test_full_image_labels_from_resized_and_flipped_gt():
+    """boxes='gt': a whole image (no chip) after Resize and RandomFlip."""
+    # 400 x 300 image, x2 -> 800 x 600; a 20 px object (40 px resized,
+    # positive), a 100 px one (200 px resized, large: 0) and a 40 px one
+    # (80 px resized: ignored)
+    boxes = [[10, 20, 30, 40], [200, 100, 300, 200], [300, 10, 340, 50]]
+    for prob in (0., 1.):
+        # fresh results each time: Resize rescales the boxes in place
+        res = dict(
+            img=np.zeros((300, 400, 3), np.uint8), img_shape=(300, 400),
+            ori_shape=(300, 400), img_path='img.jpg',
+            gt_bboxes=HorizontalBoxes(np.array(boxes, np.float32)),
+            gt_bboxes_labels=np.zeros(3, np.int64),
+            gt_ignore_flags=np.zeros(3, bool))
+        out = Compose([
+            dict(type='Resize', scale_factor=2.0, keep_ratio=True),
+            dict(type='RandomFlip', prob=prob),
+            dict(type='FocusPixelLabels', boxes='gt'),
+            dict(type='PackSniperDetInputs')
+        ])(res)
+        fmap = out['data_samples'].gt_focus_map.data[0].numpy()
+        assert fmap.shape == (38, 50)  # ceil(600 / 16), 800 / 16
+        resized = np.array(boxes, float) * 2
+        if prob:
+            resized[:, [0, 2]] = 800 - resized[:, [2, 0]]
+        assert np.array_equal(fmap, focus_pixel_labels(resized, (38, 50)))
+        # the positive object's cells follow the flip
+        col = 1 if not prob else 48
+        assert fmap[3, col] == 1 and fmap[3, 49 - col] == 0
+        assert (fmap == -1).any()
+    with pytest.raises(KeyError, match='gt_bboxes'):
+        FocusPixelLabels(boxes='gt')(dict(img_shape=(10, 10)))
