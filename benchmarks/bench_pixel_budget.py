@@ -156,6 +156,8 @@ def box_statistics(images: Sequence[Image]) -> tuple:
     """The data set's GT sqrt-areas and log aspect ratios (``log(h / w)``),
     the pools that :func:`simulate_proposals` draws random boxes from."""
     boxes = np.concatenate([image.boxes for image in images])
+    if not len(boxes):
+        raise ValueError('no GT box to draw simulated proposals from')
     wh = boxes[:, 2:] - boxes[:, :2]
     return np.sqrt(wh[:, 0] * wh[:, 1]), np.log(wh[:, 1] / wh[:, 0])
 

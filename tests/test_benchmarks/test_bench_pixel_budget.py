@@ -93,6 +93,15 @@ def test_dataset_budget_per_image_means():
         bpb.dataset_budget(images, proposals[:1])
 
 
+def test_box_statistics():
+    sizes, log_aspects = bpb.box_statistics(
+        [bpb.Image(SIZE, np.array([[0., 0., 10., 40.]]))])
+    np.testing.assert_allclose(sizes, [20])
+    np.testing.assert_allclose(log_aspects, [np.log(4)])
+    with pytest.raises(ValueError, match='no GT box'):
+        bpb.box_statistics([bpb.Image(SIZE, np.zeros((0, 4)))])
+
+
 def test_simulated_proposals():
     sizes, log_aspects = np.array([10.]), np.array([0.])
     boxes = bpb.simulate_proposals(SMALL_BOX, SIZE, 300, 0.5, sizes,
