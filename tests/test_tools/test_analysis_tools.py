@@ -151,3 +151,16 @@ def test_browse_chips_by_image_id_and_bad_config(data, tmp_path):
     plain = tc.write_tiny_config(tmp_path / 'plain.py', root / 'data')
     res = tc.run([sys.executable, BROWSE, plain, '--out-dir', out_dir])
     assert res.returncode != 0 and 'not a SniperChipDataset' in res.output
+
+
+def test_analyze_scales_takes_ranges_that_start_with_minus_one(data):
+    # '-1,40' and '30,-1' are values, not options (argparse took '-1,40'
+    # for an unknown option and exited with status 2)
+    _, ann = data
+    res = tc.run_ok([
+        sys.executable, ANALYZE, ann, '--chip-size', '128', '--scales',
+        '1.0', '-1,256', '--valid-ranges', '-1,40', '30,-1'
+    ])
+    rows = [ln for ln in res.stdout.splitlines()
+            if '[(-1, 40), (30, -1)]' in ln]
+    assert len(rows) == 1 and '(-1, 256)' in rows[0]

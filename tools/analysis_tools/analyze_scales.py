@@ -32,6 +32,7 @@ import argparse
 import json
 import os
 import os.path as osp
+import re
 import sys
 from pathlib import Path
 
@@ -72,6 +73,9 @@ def parse_range(text: str):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Propose SNIPER scales and valid ranges')
+    # ``-1,512`` and ``-1,-1`` are values, not options
+    parser._negative_number_matcher = re.compile(
+        r'^-\d+$|^-\d*\.\d+$|^-\d*\.?\d*,-?\d*\.?\d*$')
     parser.add_argument('source', help='COCO json or config file')
     parser.add_argument('--out-dir', help='write the histogram PNG and json')
     parser.add_argument(
