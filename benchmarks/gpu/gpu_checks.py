@@ -181,10 +181,17 @@ def render_markdown(results):
                   f"(TORCH_CUDA_ARCH_LIST={build.get('arch', '?')}, "
                   f"MAX_JOBS={build.get('jobs', '?')}, patches: "
                   f"{build.get('patches') or 'none'})", '']
-        if build.get('status') != 'ok':
+        if build.get('would_take'):
             lines += ['What it would take: ' + build.get(
                 'would_take', 'see the log tail below'), '', '```',
                 build.get('log_tail', '').rstrip(), '```', '']
+
+    def partial(result):
+        if result.get('partial'):
+            return ['*Partial: the check stopped before its end (see '
+                    'Errors).*', '']
+        return []
+
     amp = results.get('amp')
     if amp:
         lines += [
@@ -211,7 +218,8 @@ def render_markdown(results):
     if cvf:
         lines += [
             '## (b) training on chips vs on whole images at the finest scale',
-            '', f"Same detector (`{cvf['config']}`, {cvf['optim_wrapper']}), "
+            '', *partial(cvf),
+            f"Same detector (`{cvf['config']}`, {cvf['optim_wrapper']}), "
             f"{cvf['warmup']} warm-up then {cvf['iters']} timed iterations "
             'each, one after the other in one process. Chips: '
             f"{cvf['chip_size']} px, batch augment pads to it; full: "
@@ -255,7 +263,7 @@ def render_markdown(results):
     if af:
         lines += [
             '## (c) AutoFocus vs the full SNIPER multi-scale test', '',
-            f"`{af['config']}` model (random init, then trained "
+            *partial(af), f"`{af['config']}` model (random init, then trained "
             f"{af['train_iters']} iterations on the generated chips, "
             f"{af['optim_wrapper']}; loss finite: {af['train_finite']}), "
             f"fp32 inference on {af['num_images']} validation images, "
@@ -633,6 +641,7 @@ def check_chips_vs_full(args):
     result['chips'] = summarize(stats, args.warmup, args.device,
                                 padded_px=chip_size**2)
     result['chips']['batch_size'] = args.chip_batch_size
+    args.save_partial(result)
     stats, _, _ = run_training(full_cfg, args.warmup, args.device)
     result['full'] = summarize(stats, args.warmup, args.device)
     result['full']['batch_size'] = args.full_batch_size
@@ -709,7 +718,7 @@ def check_autofocus(args):
         train_last_losses=stats.records[-1]['losses']
         if stats.records else {},
         repeats=args.repeats,
-        report_pass=args.repeats)
+        report_pass=0)
 
     # test config: the generated validation images, the config's TTA model
     test_cfg = load_config(CONFIG_AUTOFOCUS)
@@ -735,16 +744,18 @@ def check_autofocus(args):
                           for s in tta.scales],
                   chip_params=[list(p) for p in tta.chip_params],
                   num_images=args.test_images)
-    passes = []
+    result['passes'] = []
+    args.save_partial(result)
     for rep in range(args.repeats):
         for focus in (False, True):
-            passes.append(_tta_pass(
+            run = _tta_pass(
                 test_cfg, state, focus,
                 osp.join(args.work_dir, f'tta_{rep}_{int(focus)}'),
-                args.device))
-    result['passes'] = passes
-    result['full'] = passes[-2]
-    result['focus'] = passes[-1]
+                args.device)
+            result['passes'].append(run)
+            result['focus' if focus else 'full'] = run
+            result['report_pass'] = rep + 1
+            args.save_partial(result)
     return result
 
 
@@ -793,6 +804,13 @@ def main(argv=None):
     for name in args.checks:
         print(f'gpu_checks: [{name}] start', flush=True)
         start = time.perf_counter()
+
+        def save_partial(result, name=name):
+            # what a check has so far, should it be stopped at its limit
+            results[name] = dict(result, partial=True)
+            save_results(args.out_dir, results)
+
+        args.save_partial = save_partial
         try:
             result = CHECK_FUNCS[name](args)
         except Exception:  # record it, run the next check

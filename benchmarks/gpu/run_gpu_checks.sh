@@ -21,16 +21,33 @@
 #      first: amp (fp16 training), chips_vs_full, autofocus
 # Results: $OUT/gpu_results.md and .json, $OUT/run.log (everything),
 # $OUT/mmcv_build.log, $OUT/mmcv_build.json.
+#
+# GPU_CHECKS_DRY_RUN=1 runs the same flow on a CPU with the current
+# environment (PYTHON=...): no wheel install, the sdist unpacked and patched
+# but not built, gpu_checks.py --device cpu --dry-run on tiny data.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 OUT=${OUT:-$ROOT/work_dirs/gpu_out}
 CARRY=${GPU_CARRY:-$ROOT/work_dirs/gpu_carry}
-BUDGET=${GPU_CHECKS_BUDGET_S:-570}
 PY=${PYTHON:-python3}
 BUILD_DIR=${MMCV_BUILD_DIR:-/tmp/mmsniper_mmcv_build}
 DATA=${GPU_DATA:-/tmp/mmsniper_gpu_data}
+DRY=${GPU_CHECKS_DRY_RUN:-0}
+# per-check caps (s); a CPU dry run is slower than the GPU run
+declare -A CAP=([amp]=100 [chips_vs_full]=150 [autofocus]=150)
+declare -A RESERVE=([amp]=120 [chips_vs_full]=60 [autofocus]=0)
+if [ "$DRY" = 1 ]; then
+  BUDGET=${GPU_CHECKS_BUDGET_S:-2400}
+  CAP=([amp]=400 [chips_vs_full]=700 [autofocus]=700)
+  CHECK_ARGS=(--device cpu --dry-run)
+  DATA_ARGS=(--num-train 2 --num-val 2 --min-size 600 --max-size 800)
+else
+  BUDGET=${GPU_CHECKS_BUDGET_S:-570}
+  CHECK_ARGS=(--device cuda)
+  DATA_ARGS=(--num-train 24 --num-val 8)
+fi
 export PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/run.log") 2>&1
@@ -53,9 +70,13 @@ log "$(nproc) CPU cores"
 # ---- 1. wheels, offline -------------------------------------------------
 [ -d "$CARRY/wheels" ] || { log "ERROR: $CARRY/wheels missing: run" \
   "benchmarks/gpu/prepare_carry.sh here and carry work_dirs/gpu_carry"; exit 2; }
-timeout "$(limit 90 400)" $PY -m pip install -q --no-index --no-deps \
-  --no-cache-dir "$CARRY"/wheels/*.whl || log "WARNING: wheel install failed"
-if ! $PY -c 'import pkg_resources' 2>/dev/null; then
+if [ "$DRY" = 1 ]; then
+  log "dry run: not installing $(ls "$CARRY"/wheels | wc -l) wheels"
+else
+  timeout "$(limit 90 400)" $PY -m pip install -q --no-index --no-deps \
+    --no-cache-dir "$CARRY"/wheels/*.whl || log "WARNING: wheel install failed"
+fi
+if [ "$DRY" != 1 ] && ! $PY -c 'import pkg_resources' 2>/dev/null; then
   log "setuptools without pkg_resources: installing the carried setuptools<81"
   timeout 60 $PY -m pip install -q --no-index --no-deps --no-cache-dir \
     "$CARRY"/setuptools/setuptools-*.whl || log "WARNING: setuptools failed"
@@ -67,15 +88,16 @@ print("imports ok: cv2", cv2.__version__, "mmengine", mmengine.__version__,
 # ---- 2. data, in the background -----------------------------------------
 log "generating data in $DATA (background)"
 ( timeout 240 $PY tools/generate_demo_data.py --out-dir "$DATA" \
-    --num-train 24 --num-val 8 --workers 4 > "$OUT/data.txt" 2>&1 ) &
+    "${DATA_ARGS[@]}" --workers 4 > "$OUT/data.txt" 2>&1 ) &
 DATA_PID=$!
 
 # ---- 3. mmcv 2.1.0 with CUDA ops ----------------------------------------
-ARCH=$($PY -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability())')
+ARCH=$($PY -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability())' \
+  2>/dev/null || echo none)
 JOBS=$(nproc)
-if [ -z "${CUDA_HOME:-}" ] && command -v nvcc >/dev/null; then
-  export CUDA_HOME=$(dirname "$(dirname "$(readlink -f "$(command -v nvcc)")")")
-fi
+# torch's own search (CUDA_HOME, nvcc on PATH, /usr/local/cuda), logged
+TORCH_CUDA_HOME=$($PY -c 'from torch.utils.cpp_extension import CUDA_HOME
+print(CUDA_HOME)' 2>/dev/null)
 rm -rf "$BUILD_DIR" && mkdir -p "$BUILD_DIR"
 tar xzf "$CARRY"/sdist/mmcv-2.1.0.tar.gz -C "$BUILD_DIR"
 SRC="$BUILD_DIR/mmcv-2.1.0"
@@ -89,18 +111,25 @@ if [ ! -f "$TORCH_INC/THC/THCAtomics.cuh" ]; then
 fi
 BUILD_T=$(limit 420 200)
 log "building mmcv 2.1.0: TORCH_CUDA_ARCH_LIST=$ARCH MAX_JOBS=$JOBS" \
-    "CUDA_HOME=${CUDA_HOME:-?} limit ${BUILD_T} s"
+    "CUDA_HOME (torch's)=${TORCH_CUDA_HOME:-?} limit ${BUILD_T} s"
 start=$SECONDS
-MMCV_WITH_OPS=1 FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=$ARCH MAX_JOBS=$JOBS \
-  CFLAGS=-g0 timeout -k 10 "$BUILD_T" $PY -m pip install -v --no-index \
-  --no-deps --no-build-isolation --no-cache-dir "$SRC" \
-  > "$OUT/mmcv_build.log" 2>&1
-rc=$?
+if [ "$DRY" = 1 ]; then
+  echo "dry run: not built (sources in $SRC, patches: ${PATCHES:-none})" \
+    > "$OUT/mmcv_build.log"
+  rc=0
+else
+  MMCV_WITH_OPS=1 FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=$ARCH MAX_JOBS=$JOBS \
+    CFLAGS=-g0 timeout -k 10 "$BUILD_T" $PY -m pip install -v --no-index \
+    --no-deps --no-build-isolation --no-cache-dir "$SRC" \
+    > "$OUT/mmcv_build.log" 2>&1
+  rc=$?
+fi
 BUILD_S=$(( SECONDS - start ))
 STATUS=ok
 if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then STATUS=timeout
 elif [ $rc -ne 0 ]; then STATUS=failed
 fi
+[ "$DRY" = 1 ] && STATUS=dry_run_not_built
 if [ $STATUS = ok ]; then
   # smoke test: the compiled CUDA nms and RoIAlign on the GPU
   timeout 60 $PY - >> "$OUT/mmcv_build.log" 2>&1 <<'PYEOF' || STATUS=smoke_test_failed
@@ -130,7 +159,7 @@ status = os.environ['STATUS']
 errors = [l for l in log if re.search(r'error|Error|ERROR|undefined', l)]
 tail = '\n'.join((errors[:40] + ['...'] if errors else []) + log[-40:])
 text = '\n'.join(log)
-if status == 'ok':
+if status == 'ok' or status.startswith('dry_run'):
     take = ''
 elif status == 'timeout':
     take = ('more time: the build was stopped after its limit of '
@@ -150,22 +179,21 @@ else:
 json.dump(dict(status=status, seconds=int(os.environ['BUILD_S']),
                arch=os.environ['ARCH'], jobs=os.environ['JOBS'],
                patches=os.environ['PATCHES'], would_take=take,
-               log_tail=tail if status != 'ok' else ''),
+               log_tail=tail if take else ''),
           open(os.path.join(out, 'mmcv_build.json'), 'w'), indent=2)
 PYEOF
-[ $STATUS = ok ] || { export MMSNIPER_MMCV_EXT_FALLBACK=1;
+[ $STATUS = ok ] || [ "$DRY" = 1 ] || { export MMSNIPER_MMCV_EXT_FALLBACK=1;
   log "checks run with torchvision's nms / RoIAlign in place of mmcv's ops"; }
 
 # ---- 4. the checks, most important first --------------------------------
 wait $DATA_PID || log "WARNING: data generation failed (see data.txt)"
 tail -3 "$OUT/data.txt"
-declare -A CAP=([amp]=100 [chips_vs_full]=150 [autofocus]=150)
-declare -A RESERVE=([amp]=120 [chips_vs_full]=60 [autofocus]=0)
 for check in amp chips_vs_full autofocus; do
   t=$(limit "${CAP[$check]}" "${RESERVE[$check]}")
   log "check $check (limit $t s)"
   timeout -k 10 "$t" $PY benchmarks/gpu/gpu_checks.py --checks "$check" \
-    --data-root "$DATA" --out-dir "$OUT" --mmcv-build "$OUT/mmcv_build.json"
+    "${CHECK_ARGS[@]}" --data-root "$DATA" --out-dir "$OUT" \
+    --mmcv-build "$OUT/mmcv_build.json"
   rc=$?
   if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
     $PY benchmarks/gpu/gpu_checks.py --out-dir "$OUT" \

@@ -99,7 +99,8 @@ def test_note_error_and_markdown(tmp_path):
                         patches='', would_take='a patch of x.cu',
                         log_tail='x.cu(3): error: y'),
         chips_vs_full=dict(
-            config='c.py', optim_wrapper='AmpOptimWrapper', warmup=1,
+            partial=True, config='c.py', optim_wrapper='AmpOptimWrapper',
+            warmup=1,
             iters=2, chip_size=512, finest_scale=1.5, workers=0,
             chips=dict(batch_size=2, input_px_per_image=512 * 512,
                        images_per_s_wall=9.0, images_per_s_step=10.0,
@@ -117,6 +118,7 @@ def test_note_error_and_markdown(tmp_path):
     row = '| chips | 2 | 0.26 | 9.00 | 10.00 | 2.6 | 1024 (-) | 2048 | 3/3 |'
     assert row in text
     assert '### autofocus' in text
+    assert '*Partial: the check stopped before its end' in text
 
 
 def test_dry_run_sizes_and_unknown_check():
