@@ -21,6 +21,8 @@ itself when called (importing ``mmcv.ops`` only checks that they exist).
 Used by ``gpu_checks.py`` when ``MMSNIPER_MMCV_EXT_FALLBACK=1``; the results
 then say so. Not for training or testing anything else.
 """
+import importlib.abc
+import importlib.machinery
 import sys
 import types
 
@@ -130,6 +132,18 @@ def _missing(name):
     return op
 
 
+class _Loader(importlib.abc.Loader):
+
+    def __init__(self, module):
+        self.module = module
+
+    def create_module(self, spec):
+        return self.module
+
+    def exec_module(self, module):
+        pass
+
+
 def install(force=False):
     """Provide ``mmcv._ext`` from this module unless the real one imports
     (``force``: replace it even then, for tests).
@@ -146,6 +160,10 @@ def install(force=False):
             pass
     module = types.ModuleType('mmcv._ext')
     module.__doc__ = __doc__
+    # importlib / pkgutil look-ups (mmengine's mmcv_full_available) need a
+    # spec with a loader
+    module.__spec__ = importlib.machinery.ModuleSpec(
+        'mmcv._ext', _Loader(module))
     for name in PROVIDED:
         setattr(module, name, globals()[name])
     module.__getattr__ = _missing

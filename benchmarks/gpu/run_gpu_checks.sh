@@ -182,8 +182,13 @@ json.dump(dict(status=status, seconds=int(os.environ['BUILD_S']),
                log_tail=tail if take else ''),
           open(os.path.join(out, 'mmcv_build.json'), 'w'), indent=2)
 PYEOF
-[ $STATUS = ok ] || [ "$DRY" = 1 ] || { export MMSNIPER_MMCV_EXT_FALLBACK=1;
-  log "checks run with torchvision's nms / RoIAlign in place of mmcv's ops"; }
+if [ $STATUS != ok ] && [ "$DRY" != 1 ]; then
+  export MMSNIPER_MMCV_EXT_FALLBACK=1
+  # mmcv's Python code from the sources when pip installed nothing
+  $PY -c 'import mmcv' 2>/dev/null || \
+    export PYTHONPATH="$SRC${PYTHONPATH:+:$PYTHONPATH}"
+  log "checks run with torchvision's nms / RoIAlign in place of mmcv's ops"
+fi
 
 # ---- 4. the checks, most important first --------------------------------
 wait $DATA_PID || log "WARNING: data generation failed (see data.txt)"

@@ -69,6 +69,9 @@ assert mmcv_ext_fallback.install(force=True)
 import mmcv, mmcv.ops
 assert mmcv.ops.nms.__module__ == 'mmcv.ops.nms'
 assert sys.modules['mmcv._ext'].softnms is mmcv_ext_fallback.softnms
+# mmengine asks pkgutil whether mmcv has its ops (Runner.wrap_model)
+from mmengine.utils.dl_utils import mmcv_full_available
+assert mmcv_full_available()
 boxes = torch.tensor([[0., 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]])
 dets, keep = mmcv.ops.soft_nms(boxes, torch.tensor([0.9, 0.8, 0.7]),
                                0.3, sigma=0.5, min_score=0.01,
