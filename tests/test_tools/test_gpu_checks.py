@@ -133,3 +133,43 @@ def test_dry_run_sizes_and_unknown_check():
     assert (args.iters, args.amp_iters) == (7, 20)
     with pytest.raises(SystemExit):
         checks.parse_args(['--checks', 'amp,nope'])
+
+
+def test_train_configs_chips_and_full_images(tmp_path):
+    """The checks' config edits: generated data, no pretrained weights,
+    fp16 only on the GPU; the full-image baseline loses the chip padding
+    and the chip valid-range filter, and resizes by the finest scale."""
+    checks = load('gpu_checks')
+    args = checks.parse_args(['--device', 'cpu', '--dry-run',
+                              '--data-root', str(tmp_path / 'data')])
+    chips = checks.setup_train(
+        checks.load_config(checks.CONFIG_AMP), args, str(tmp_path / 'w'),
+        5, 2, amp=False)
+    det = checks.detector_cfg(chips)
+    assert det.backbone.init_cfg is None
+    assert det.roi_head.bbox_head.num_classes == 3
+    assert chips.optim_wrapper.type == 'OptimWrapper'
+    assert 'loss_scale' not in chips.optim_wrapper
+    assert chips.train_cfg.max_iters == 5
+    assert chips.train_dataloader.dataset.type == 'SniperChipDataset'
+    assert chips.train_dataloader.dataset.scales == checks.SCALES
+    assert chips.train_dataloader.dataset.dataset.data_root == osp.join(
+        str(tmp_path / 'data'), '')
+    assert chips.model.data_preprocessor.batch_augments
+    full = checks.to_full_images(
+        checks.setup_train(
+            checks.load_config(checks.CONFIG_AMP), args,
+            str(tmp_path / 'w'), 5, 2, amp=True), args, 1.5)
+    assert full.optim_wrapper.type == 'AmpOptimWrapper'
+    assert full.train_dataloader.dataset.type == 'CocoDataset'
+    assert dict(type='Resize', scale_factor=1.5, keep_ratio=True) in \
+        full.train_dataloader.dataset.pipeline
+    assert full.train_dataloader.batch_size == args.full_batch_size
+    assert full.model.data_preprocessor.batch_augments is None
+    assert not checks.detector_cfg(
+        full).roi_head.filter_proposals_by_valid_range
+    autofocus = checks.setup_train(
+        checks.load_config(checks.CONFIG_AUTOFOCUS), args,
+        str(tmp_path / 'w'), 5, 2, amp=False)
+    assert autofocus.model.type == 'AutoFocusDetector'
+    assert checks.detector_cfg(autofocus).backbone.init_cfg is None
