@@ -56,6 +56,11 @@ def parse_args():
                                                        'demo'))
     parser.add_argument('--max-iters', type=int, default=None,
                         help='override the config\'s training iterations')
+    parser.add_argument(
+        '--checkpoint',
+        help='skip training: test this checkpoint of the same config '
+        '(e.g. WORK_DIR/iter_300.pth of an earlier demo run; named here, so '
+        'trusted) with the same test rows')
     parser.add_argument('--num-train', type=int, default=24)
     parser.add_argument('--num-val', type=int, default=8)
     parser.add_argument('--seed', type=int, default=0)
@@ -119,6 +124,8 @@ def build_config(args):
     # this the train loop would also validate after its last iteration.
     cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
     cfg.work_dir = args.work_dir
+    if getattr(args, 'checkpoint', None):
+        cfg.load_from = args.checkpoint
     return cfg
 
 
@@ -196,7 +203,9 @@ def results_table(stats, metrics, data_stats, timings, max_iters, cpu):
              for k in ('chip_pixels_per_image',
                        'finest_scale_pixels_per_image',
                        'resize_800x1333_pixels_per_image'))),
-        ('training iterations (batch 2 chips)', str(max_iters)),
+        ('training iterations (batch 2 chips)', str(max_iters) +
+         (' (loaded, not trained in this run)'
+          if timings.get('train', 1) < 1 else '')),
         ('bbox AP / AP50 / AP_small / AP_medium / AP_large',
          ' / '.join(f'{metrics.get("coco/bbox_" + k, float("nan")):.3f}'
                     for k in ('mAP', 'mAP_50', 'mAP_s', 'mAP_m', 'mAP_l'))),
@@ -235,7 +244,10 @@ def main():
     runner = Runner.from_cfg(cfg)
 
     start = time.perf_counter()
-    runner.train()
+    if args.checkpoint:  # runner.test() loads cfg.load_from
+        print(f'--checkpoint: no training, testing {args.checkpoint}')
+    else:
+        runner.train()
     timings['train'] = time.perf_counter() - start
 
     start = time.perf_counter()

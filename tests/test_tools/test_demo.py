@@ -41,6 +41,10 @@ def test_build_config_evaluates_once_and_is_seeded(tmp_path):
     assert cfg.train_cfg.max_iters == 8
     assert cfg.param_scheduler[0].end == cfg.param_scheduler[1].begin == 2
     assert cfg.randomness.seed == 0
+    assert cfg.load_from is None
+    # --checkpoint: the runner loads it and the demo skips training
+    args.checkpoint = str(tmp_path / 'iter_300.pth')
+    assert demo.build_config(args).load_from == args.checkpoint
 
 
 def _pin_in_fresh_interpreter(env, threads=2):
