@@ -47,6 +47,13 @@ REPRODUCIBLE_CPU_ENV = dict(
 DEFAULT_THREADS = 2
 
 
+def _dict_action():
+    # mmengine's DictAction, imported late: nothing may import torch before
+    # pin_cpu_arithmetic() (mmengine.config does not)
+    from mmengine.config import DictAction
+    return DictAction
+
+
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--config', default=DEFAULT_CONFIG)
@@ -61,6 +68,12 @@ def parse_args():
         help='skip training: test this checkpoint of the same config '
         '(e.g. WORK_DIR/iter_300.pth of an earlier demo run; named here, so '
         'trusted) with the same test rows')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=_dict_action(),
+        help='override config settings (key=value, as tools/test.py), e.g. '
+        'tta_model.chip_params="[(3,0.2,12),(3,0.5,14)]"')
     parser.add_argument('--num-train', type=int, default=24)
     parser.add_argument('--num-val', type=int, default=8)
     parser.add_argument('--seed', type=int, default=0)
@@ -106,6 +119,8 @@ def pin_cpu_arithmetic(threads, native=False):
 def build_config(args):
     from mmengine.config import Config
     cfg = Config.fromfile(args.config)
+    if getattr(args, 'cfg_options', None):
+        cfg.merge_from_dict(args.cfg_options)
     data_root = osp.join(args.data_root, '')
     train_inner = cfg.train_dataloader.dataset.dataset
     train_inner.data_root = data_root

@@ -45,6 +45,11 @@ def test_build_config_evaluates_once_and_is_seeded(tmp_path):
     # --checkpoint: the runner loads it and the demo skips training
     args.checkpoint = str(tmp_path / 'iter_300.pth')
     assert demo.build_config(args).load_from == args.checkpoint
+    # --cfg-options reach the config (e.g. the test's settings)
+    args.cfg_options = {'tta_model.valid_ranges': [(-1, 60), (20, 250),
+                                                   (100, -1)]}
+    cfg = demo.build_config(args)
+    assert cfg.tta_model.valid_ranges == [(-1, 60), (20, 250), (100, -1)]
 
 
 def _pin_in_fresh_interpreter(env, threads=2):
