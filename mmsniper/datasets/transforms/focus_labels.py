@@ -94,42 +94,30 @@ class FocusPixelLabels(BaseTransform):
             ignore_upper=ignore_upper)
 
     def transform(self, results: dict) -> Optional[dict]:
-        if self.boxes == 'gt':
-            return self._from_gt(results)
-        if FOCUS_BOXES_KEY not in results:
-            raise KeyError(
-                f'FocusPixelLabels needs {FOCUS_BOXES_KEY!r} (set by '
-                "SniperChipCrop): put it after dict(type='SniperChipCrop') "
-                'in the training pipeline')
-        boxes = np.asarray(results[FOCUS_BOXES_KEY], dtype=np.float64)
-        boxes = boxes.reshape(-1, 4)
         img_shape = results['img_shape'][:2]
-        if results.get('flip', False):
+        if self.boxes == 'gt':
+            if 'gt_bboxes' not in results:
+                raise KeyError(
+                    "FocusPixelLabels(boxes='gt') needs 'gt_bboxes': put it "
+                    "after dict(type='LoadAnnotations', with_bbox=True) and "
+                    f"the resize of image {results.get('img_path', '?')!r}")
+            gt = results['gt_bboxes']
+            boxes = gt.tensor.numpy() if hasattr(gt, 'tensor') else gt
+            size = img_shape  # already flipped by RandomFlip
+        else:
+            if FOCUS_BOXES_KEY not in results:
+                raise KeyError(
+                    f'FocusPixelLabels needs {FOCUS_BOXES_KEY!r} (set by '
+                    "SniperChipCrop): put it after dict(type='SniperChipCrop')"
+                    ' in the training pipeline')
+            boxes = results[FOCUS_BOXES_KEY]
+            size = results.get('chip_size', img_shape)
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        if self.boxes == 'chip' and results.get('flip', False):
             boxes = flip_boxes(boxes, img_shape,
                                results.get('flip_direction', 'horizontal'))
-        size = results.get('chip_size', img_shape)
         map_size = tuple(max(1, math.ceil(side / self.stride))
                          for side in size[:2])
-        results['gt_focus_map'] = focus_pixel_labels(
-            boxes,
-            map_size,
-            stride=self.stride,
-            positive_range=self.positive_range,
-            ignore_upper=self.ignore_upper)
-        return results
-
-    def _from_gt(self, results: dict) -> dict:
-        if 'gt_bboxes' not in results:
-            raise KeyError(
-                "FocusPixelLabels(boxes='gt') needs 'gt_bboxes': put it after "
-                "dict(type='LoadAnnotations', with_bbox=True) and the resize "
-                f"of image {results.get('img_path', '?')!r}")
-        gt = results['gt_bboxes']
-        boxes = gt.tensor.numpy() if hasattr(gt, 'tensor') else np.asarray(gt)
-        boxes = boxes.astype(np.float64).reshape(-1, 4)
-        img_shape = results['img_shape'][:2]
-        map_size = tuple(max(1, math.ceil(side / self.stride))
-                         for side in img_shape)
         results['gt_focus_map'] = focus_pixel_labels(
             boxes,
             map_size,
