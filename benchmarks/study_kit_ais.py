@@ -271,8 +271,9 @@ def run_one(args, variant, fold):
                           for d in dataset.load_data_list()], float)
         if variant == 'a':
             px = resize_pixels(sizes).mean()
-        else:  # one of the two scales per visit
-            px = (sizes.prod(axis=1) * (1.43**2 + 1.0) / 2).mean()
+        else:  # one of the SNIPER scales per visit, drawn uniformly
+            factors = np.asarray(cfg.sniper_scales, dtype=float)
+            px = (sizes.prod(axis=1) * np.mean(factors**2)).mean()
         record['train_px_per_img'] = float(px)
 
     demo = _demo_module()

@@ -1,6 +1,6 @@
 # Study variant (b): multi-scale training on whole images at the scales
-# SNIPER uses here (each image resized by 1.43 or 1.0, drawn per visit),
-# without chips or valid ranges.
+# SNIPER uses here (each image resized by one of sniper_scales, 1.43 or
+# 1.0, drawn per visit), without chips or valid ranges.
 _base_ = ['./a_single_scale.py']
 
 train_pipeline = [
@@ -8,8 +8,8 @@ train_pipeline = [
     dict(type='LoadAnnotations', with_bbox=True),
     dict(
         type='RandomChoice',
-        transforms=[[dict(type='Resize', scale_factor=1.43, keep_ratio=True)],
-                    [dict(type='Resize', scale_factor=1.0, keep_ratio=True)]]),
+        transforms=[[dict(type='Resize', scale_factor=s, keep_ratio=True)]
+                    for s in _base_.sniper_scales]),
     dict(type='RandomFlip', prob=0.5),
     dict(
         type='FocusPixelLabels',
