@@ -2,7 +2,7 @@
 """Chip pipeline throughput: four ways to load the same chips, in one run.
 
     python benchmarks/bench_chip_pipeline.py [--num-chips 24] \
-        [--workers 0 2] [--sets demo photos]
+        [--workers 0 2] [--sets demo photos] [--repeats 5]
 
 Methods (each followed by LoadAnnotations; all give the same chip geometry):
 
@@ -19,11 +19,19 @@ Methods (each followed by LoadAnnotations; all give the same chip geometry):
 Image sets: ``demo`` (tools/generate_demo_data.py, 24 images of 1500-2500
 px, scales 1.5, 0.6, (-1, 512)) and ``photos`` (6 synthetic 4000 x 3000
 JPEG photos, quality 90, scales 1.0, 0.4, (-1, 512)). Every
-(set, method, workers) run is a fresh subprocess (clean peak-memory
-figures) over the same chips; the files are read once before timing (warm
-page cache). Reported: chips/s per scale and overall, peak RSS per
-data-loader worker (the main process for 0 workers; forked workers start
-with the parent's pages), and bytes read from disk per chip.
+(set, method, workers) run is a fresh subprocess over the same chips,
+repeated ``--repeats`` times with the
+methods interleaved; the files are read once before timing (warm page
+cache). Each run sets up like mmengine's runner (OpenCV single-threaded,
+one torch thread), builds the pipeline before the workers fork and starts
+the workers with a warm-up item, so the timed pass is steady-state
+loading. Reported: chips/s per scale and overall (median of the runs),
+the ratio to naive (median and range over the runs), peak RSS of a
+loading process (the run's process for 0 workers, else the largest
+worker; the most over the runs) while it loads the chips, counted from
+the warm-up item (so the process's imports and, for a forked worker, the
+parent pages it maps are in), and bytes read from disk per chip. A JPEG
+decoder probe (cv2 reduced vs PIL draft mode) prints first.
 """
 import argparse
 import io
@@ -175,12 +183,73 @@ def _today_loader_cls():
     return PilDraftLoader
 
 
+def decoder_probe(files, reps=5):
+    """CPU ms per decode of whole JPEG files: full size (cv2, as mmcv) and
+    reduced 1/2, 1/4, 1/8 by cv2 ``IMREAD_REDUCED_COLOR_*`` (a BGR array)
+    and by PIL's draft mode (decode only, ``Image.load``: the RGB-to-BGR
+    array conversion, about 20 ms for a whole 2000 x 1500 image here, is
+    left out, as the old loader converts only the chip's region).
+    Interleaved; the median over ``reps`` passes of the mean over
+    ``files``."""
+    import cv2
+    from PIL import Image
+    bufs = [open(f, 'rb').read() for f in files]
+    flags = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+             8: cv2.IMREAD_REDUCED_COLOR_8}
+
+    def pil(buf, d):
+        with Image.open(io.BytesIO(buf)) as im:
+            im.draft('RGB', (im.size[0] // d, im.size[1] // d))
+            im.load()
+            return im.size
+
+    cases = [('full', 'cv2', lambda b: cv2.imdecode(
+        np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR))]
+    for d in (2, 4, 8):
+        cases += [(f'1/{d}', 'cv2', lambda b, d=d: cv2.imdecode(
+            np.frombuffer(b, np.uint8), flags[d])),
+                  (f'1/{d}', 'PIL', lambda b, d=d: pil(b, d))]
+    times = {(size, lib): [] for size, lib, _ in cases}
+    for _ in range(reps):
+        for size, lib, fn in cases:
+            t = time.process_time()
+            for buf in bufs:
+                fn(buf)
+            times[(size, lib)].append(
+                (time.process_time() - t) / len(bufs) * 1e3)
+    return {k: float(np.median(v)) for k, v in times.items()}
+
+
+def _reset_peak_rss():
+    """Start this process's peak-RSS mark afresh (Linux: ``clear_refs``
+    5 resets VmHWM to the current RSS); a no-op elsewhere."""
+    try:
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')
+    except OSError:
+        pass
+
+
+def _peak_rss_mb():
+    """This process's peak RSS since :func:`_reset_peak_rss`, in MB.
+    VmHWM, not ``ru_maxrss``: on Linux the latter survives fork + exec and
+    starts at the parent's RSS, which is not this process's memory."""
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith('VmHWM:'):
+                    return int(line.split()[1]) / 1024.
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.
+
+
 class ChipSet:
     """A torch-style dataset of pre-chosen chips through one method."""
 
     def __init__(self, infos, method, store):
         self.infos, self.method, self.store = infos, method, store
-        self.pipe = None
+        self._build()  # in the parent: forked workers inherit the imports
 
     def _build(self):
         from mmcv.transforms import LoadImageFromFile
@@ -204,9 +273,9 @@ class ChipSet:
         return len(self.infos)
 
     def __getitem__(self, i):
-        if self.pipe is None:
-            self._build()
-            self.pipe = True
+        if i < 0:  # warm-up item: the worker is running; peak from here
+            _reset_peak_rss()
+            return 0, 0., 0.
         info = dict(self.infos[i])
         cpu0 = time.process_time()
         before = getattr(self.load, 'bytes_read', 0)
@@ -226,33 +295,64 @@ class ChipSet:
             results = self.crop(results)
         assert results['img'].shape[0] <= 512
         cpu = time.process_time() - cpu0
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.
+        rss = _peak_rss_mb()
         return nbytes, rss, cpu
 
 
+class _Order:
+    """A sampler whose indices can change between passes (the workers of
+    a persistent DataLoader stay up)."""
+
+    def __init__(self):
+        self.indices = []
+
+    def __iter__(self):
+        return iter(list(self.indices))
+
+    def __len__(self):
+        return len(self.indices)
+
+
 def run_one(args):
-    """One (set, method, workers) run in this process; prints JSON."""
+    """One (set, method, workers) run in this process; prints JSON.
+
+    As in training with mmengine's runner (mmdet's default ``env_cfg``):
+    OpenCV runs single-threaded, torch uses one thread. The pipeline is
+    built before the workers fork; each worker then answers one warm-up
+    item, so the timed pass starts with every worker up and measures
+    steady-state loading, not process start-up.
+    """
+    import cv2
     import torch
+    cv2.setNumThreads(0)
     torch.set_num_threads(1)
     from torch.utils.data import DataLoader
     with open(args.chips, 'rb') as f:
         chips, store = pickle.load(f)  # our own file, written just now
+    workers = args.workers[0]
     out = dict(per_scale=[], bytes=[], rss=0.)
     for infos in chips:
+        order = _Order()
         loader = DataLoader(
             ChipSet(infos, args.method, store), batch_size=None,
-            shuffle=False, num_workers=args.workers[0])
-        stamps, cpus = [], []
+            sampler=order, num_workers=workers,
+            persistent_workers=workers > 0)
+        order.indices = [-1] * max(workers, 1)
+        for _ in loader:  # warm-up: start the workers
+            pass
+        order.indices = list(range(len(infos)))
+        cpus = []
+        t0 = time.perf_counter()
         for nbytes, rss, cpu in loader:
-            stamps.append(time.perf_counter())
             cpus.append(cpu)
             out['bytes'].append(nbytes)
             out['rss'] = max(out['rss'], rss)
-        # wall: from the first chip's arrival (worker start-up excluded);
-        # cpu: CPU seconds of the loading process per chip, all chips
+        wall = time.perf_counter() - t0
+        # wall: all chips of the pass; cpu: CPU seconds of the loading
+        # process(es) per chip, summed over chips
         out['per_scale'].append(
-            dict(n=len(stamps) - 1, t=stamps[-1] - stamps[0],
-                 cpu_n=len(cpus), cpu=sum(cpus)))
+            dict(n=len(cpus), t=wall, cpu_n=len(cpus), cpu=sum(cpus)))
+        del loader
     print('RESULT ' + json.dumps(out))
 
 
@@ -260,10 +360,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--work-dir', default=osp.join(ROOT, 'work_dirs'))
     parser.add_argument('--num-chips', type=int, default=24,
-                        help='chips per scale (timed: this minus one)')
+                        help='chips per scale')
     parser.add_argument('--workers', type=int, nargs='+', default=[0, 2])
     parser.add_argument('--sets', nargs='+', default=list(SETS))
     parser.add_argument('--methods', nargs='+', default=list(METHODS))
+    parser.add_argument('--repeats', type=int, default=5,
+                        help='runs per (set, method, workers), interleaved '
+                        'over the methods; the tables give the median and '
+                        'the ratios their range')
     parser.add_argument('--run-one', action='store_true',
                         help=argparse.SUPPRESS)
     parser.add_argument('--chips', help=argparse.SUPPRESS)
@@ -271,6 +375,8 @@ def main():
     args = parser.parse_args()
     if args.run_one:
         return run_one(args)
+    if args.repeats < 1 or args.num_chips < 1:
+        parser.error('--repeats and --num-chips must be >= 1')
 
     for set_name in args.sets:
         chips, store, num_images, num_chips = pick_chips(
@@ -284,47 +390,79 @@ def main():
                 f.read()
         scales = SETS[set_name]['scales']
         print(f'\n[{set_name}] {num_images} images, {num_chips} chips; '
-              f'{args.num_chips} chips per scale {scales}')
+              f'{len(chips[0])} chips per scale {scales}, '
+              f'{args.repeats} runs each')
+        import cv2
+        cv2.setNumThreads(0)
+        probe_files = sorted(files)[:6]
+        ms = decoder_probe(probe_files, reps=args.repeats)
+        print(f'JPEG decode, CPU ms per file ({len(probe_files)} files, '
+              f'median of {args.repeats}): full (cv2) '
+              f'{ms[("full", "cv2")]:.1f}' + ''.join(
+                  f'; {d}: cv2 {ms[(d, "cv2")]:.1f} vs PIL draft '
+                  f'{ms[(d, "PIL")]:.1f}' for d in ('1/2', '1/4', '1/8')))
         rows = {}
-        for workers in args.workers:
-            for method in args.methods:
-                proc = subprocess.run([
-                    sys.executable, __file__, '--run-one', '--chips',
-                    chips_file, '--method', method, '--workers',
-                    str(workers)
-                ], capture_output=True, text=True)
-                line = [ln for ln in proc.stdout.splitlines()
-                        if ln.startswith('RESULT ')]
-                if proc.returncode or not line:
-                    print(proc.stdout[-2000:], proc.stderr[-4000:])
-                    raise SystemExit(f'{set_name}/{method}/{workers} failed')
-                rows[(workers, method)] = json.loads(line[0][7:])
-        header = ' '.join(f'{str(s):>10}' for s in scales)
-        for kind, n_key, t_key in (('wall', 'n', 't'),
-                                   ('CPU', 'cpu_n', 'cpu')):
-            print(f'chips per {kind} second'
-                  + (' (per worker process)' if kind == 'CPU' else ''))
-            print(f'{"workers":>7} {"method":>8} {header} {"overall":>8} '
-                  f'{"vs naive":>8} {"peak RSS MB":>11} {"KiB/chip":>8}')
+        for _ in range(args.repeats):
             for workers in args.workers:
-                naive = rows.get((workers, 'naive'))
                 for method in args.methods:
-                    r = rows[(workers, method)]
-                    ps = r['per_scale']
-                    rates = [p[n_key] / p[t_key] for p in ps]
-                    overall = sum(p[n_key] for p in ps) / sum(
-                        p[t_key] for p in ps)
-                    ratio = ''
-                    if naive is not None:
-                        nps = naive['per_scale']
-                        n_overall = sum(p[n_key] for p in nps) / sum(
-                            p[t_key] for p in nps)
-                        ratio = f'{overall / n_overall:7.2f}x'
-                    print(f'{workers:>7} {method:>8} ' +
-                          ' '.join(f'{v:10.1f}' for v in rates) +
-                          f' {overall:8.1f} {ratio:>8} {r["rss"]:11.0f} '
-                          f'{np.mean(r["bytes"]) / 1024:8.0f}')
+                    rows.setdefault((workers, method), []).append(
+                        _run_subprocess(chips_file, method, workers,
+                                        f'{set_name}/{method}/{workers}'))
+        print_tables(rows, scales, args.workers, args.methods)
         sys.stdout.flush()
+
+
+def _run_subprocess(chips_file, method, workers, name):
+    proc = subprocess.run([
+        sys.executable, __file__, '--run-one', '--chips', chips_file,
+        '--method', method, '--workers',
+        str(workers)
+    ], capture_output=True, text=True)
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith('RESULT ')]
+    if proc.returncode or not line:
+        print(proc.stdout[-2000:], proc.stderr[-4000:])
+        raise SystemExit(f'{name} failed')
+    return json.loads(line[0][7:])
+
+
+def _overall(run, n_key, t_key):
+    ps = run['per_scale']
+    return sum(p[n_key] for p in ps) / sum(p[t_key] for p in ps)
+
+
+def print_tables(rows, scales, workers_list, methods):
+    """Median chips/s per scale and overall over the runs; the ratio to
+    naive per run (run i of a method against run i of naive), as the
+    median and [min-max]."""
+    header = ' '.join(f'{str(s):>10}' for s in scales)
+    for kind, n_key, t_key in (('wall', 'n', 't'), ('CPU', 'cpu_n', 'cpu')):
+        print(f'chips per {kind} second'
+              + (' (per worker process)' if kind == 'CPU' else ''))
+        print(f'{"workers":>7} {"method":>8} {header} {"overall":>8} '
+              f'{"vs naive [range]":>20} {"peak RSS MB":>11} '
+              f'{"KiB/chip":>8}')
+        for workers in workers_list:
+            naive = rows.get((workers, 'naive'))
+            for method in methods:
+                runs = rows[(workers, method)]
+                rates = [
+                    np.median([p[n_key] / p[t_key] for p in
+                               (r['per_scale'][k] for r in runs)])
+                    for k in range(len(scales))
+                ]
+                overall = [_overall(r, n_key, t_key) for r in runs]
+                ratio = ''
+                if naive is not None:
+                    rs = [o / _overall(n, n_key, t_key)
+                          for o, n in zip(overall, naive)]
+                    ratio = (f'{np.median(rs):5.2f}x '
+                             f'[{min(rs):.2f}-{max(rs):.2f}]')
+                rss = max(r['rss'] for r in runs)
+                kib = np.mean([b for r in runs for b in r['bytes']]) / 1024
+                print(f'{workers:>7} {method:>8} ' +
+                      ' '.join(f'{v:10.1f}' for v in rates) +
+                      f' {np.median(overall):8.1f} {ratio:>20} '
+                      f'{rss:11.0f} {kib:8.0f}')
 
 
 if __name__ == '__main__':

@@ -34,8 +34,6 @@ variant) that trains and tests; then ``results.md``, ``results.json`` and
 ``ap_small_vs_test_pixels.png`` in the work dir.
 """
 import argparse
-import copy
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -189,14 +187,6 @@ def _budget_hook(runner):
     return next(h for h in runner.hooks if isinstance(h, TimeBudgetHook))
 
 
-def _demo_module():
-    spec = importlib.util.spec_from_file_location(
-        'mmsniper_demo', osp.join(ROOT, 'tools', 'demo.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def train_rpn_and_extract(fold, work_dir, budget_s, run_dir):
     """(d)'s first stage; returns (proposal file, seconds spent)."""
     from mmengine.runner import Runner
@@ -276,7 +266,7 @@ def run_one(args, variant, fold):
             px = (sizes.prod(axis=1) * np.mean(factors**2)).mean()
         record['train_px_per_img'] = float(px)
 
-    demo = _demo_module()
+    from mmsniper.apis import sniper_tta_config
     num_val = len(runner.test_dataloader.dataset)
     val_sizes = np.array(
         [(d['height'], d['width'])
@@ -291,7 +281,7 @@ def run_one(args, variant, fold):
         overrides = dict(TTA_OVERRIDES[mode])
         if mode.startswith('autofocus'):
             overrides['vis_dir'] = osp.join(run_dir, f'{mode}_vis')
-        tta_cfg = demo.build_tta_config(copy.deepcopy(cfg), **overrides)
+        tta_cfg = sniper_tta_config(cfg, overrides)
         tta_runner = Runner.from_cfg(tta_cfg)
         tta_runner.model.module.load_state_dict(state)
         start = time.perf_counter()

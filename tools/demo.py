@@ -161,24 +161,6 @@ def draw_predictions(model, cfg, img_path, out_file, score_thr=0.3):
     return int((result.pred_instances.scores >= score_thr).sum())
 
 
-def build_tta_config(cfg, **overrides):
-    """The config of the SNIPER multi-scale test of the same model, as
-    ``tools/test.py --tta`` builds it (``overrides`` go to ``tta_model``,
-    e.g. ``focus=False`` for an AutoFocus config)."""
-    import copy
-    import time as _time
-    tta = copy.deepcopy(cfg)
-    tta.model = dict(**cfg.tta_model, module=cfg.model)
-    tta.model.update(overrides)
-    tta.test_dataloader.dataset.pipeline = cfg.tta_pipeline
-    hooks = [h for h in (tta.get('custom_hooks', None) or [])
-             if h.get('type') != 'SniperTTAStatsHook']
-    tta.custom_hooks = hooks + [dict(type='SniperTTAStatsHook')]
-    tta.load_from = None
-    tta.experiment_name = 'sniper_tta_' + _time.strftime('%Y%m%d_%H%M%S')
-    return tta
-
-
 def single_scale_pixels(cfg, ann_file):
     """Mean px per image of the single-scale test (``Resize`` by the
     config's ``test_scale_factor``)."""
@@ -255,6 +237,7 @@ def main():
 
     import mmsniper  # noqa: F401  registers the components
     from mmengine.runner import Runner
+    from mmsniper.apis import sniper_tta_config
     cfg = build_config(args)
     runner = Runner.from_cfg(cfg)
 
@@ -273,7 +256,7 @@ def main():
     # (for an AutoFocus config: focusing off, then on).
     autofocus = cfg.tta_model.get('type') == 'AutoFocusTTAModel'
     tta_runner = Runner.from_cfg(
-        build_tta_config(cfg, **(dict(focus=False) if autofocus else {})))
+        sniper_tta_config(cfg, dict(focus=False) if autofocus else None))
     tta_runner.model.module.load_state_dict(runner.model.state_dict())
     start = time.perf_counter()
     tta_metrics = tta_runner.test()
@@ -291,9 +274,10 @@ def main():
     ]
     if autofocus:
         af_runner = Runner.from_cfg(
-            build_tta_config(
-                cfg, focus=True,
-                vis_dir=osp.join(args.work_dir, 'autofocus_vis')))
+            sniper_tta_config(
+                cfg,
+                dict(focus=True,
+                     vis_dir=osp.join(args.work_dir, 'autofocus_vis'))))
         af_runner.model.module.load_state_dict(runner.model.state_dict())
         start = time.perf_counter()
         af_metrics = af_runner.test()

@@ -14,8 +14,6 @@ named on the command line, so it is trusted (see
 """
 import argparse
 import sys
-import warnings
-from copy import deepcopy
 from pathlib import Path
 
 # Make ``import mmsniper`` work from a plain checkout (no ``pip install``).
@@ -23,14 +21,13 @@ REPO_ROOT = str(Path(__file__).resolve().parents[1])
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-from mmengine.config import ConfigDict  # noqa: E402
-
 from mmdet.engine.hooks.utils import trigger_visualization_hook  # noqa: E402
 from mmdet.evaluation import DumpDetResults  # noqa: E402
 from mmdet.utils import setup_cache_size_limit_of_dynamo  # noqa: E402
 
 import mmsniper  # noqa: E402,F401  (registers mmsniper's components)
 from mmsniper import utils as sniper_utils  # noqa: E402
+from mmsniper.apis import enable_tta  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -65,74 +62,6 @@ def parse_args(argv=None):
     return parser, sniper_utils.parse_runner_args(parser, argv)
 
 
-#: Steps that change the image size: a SNIPER test loads the original size.
-_RESIZING_STEPS = ('Resize', 'RandomResize', 'FixShapeResize', 'RandomFlip',
-                   'Pad', 'RandomCrop', 'RandomChoiceResize')
-
-
-def _is_sniper_tta(tta_model) -> bool:
-    return str(tta_model.get('type', '')).split('.')[-1] == 'SniperTTAModel'
-
-
-def _enable_tta(cfg):
-    """Wrap the model in ``tta_model`` and use ``tta_pipeline`` (defaults:
-    mmdet's DetTTAModel with horizontal-flip TTA). A ``SniperTTAModel`` (the
-    SNIPER configs' multi-scale test) also gets its ``SniperTTAStatsHook``,
-    which logs the pixels and time per image next to the metric."""
-    if 'tta_model' not in cfg:
-        warnings.warn('Cannot find ``tta_model`` in config, '
-                      'we will set it as default.')
-        cfg.tta_model = dict(
-            type='DetTTAModel',
-            tta_cfg=dict(
-                nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
-    if 'tta_pipeline' not in cfg and _is_sniper_tta(cfg.tta_model):
-        # SniperTTAModel resizes per scale itself: the test pipeline
-        # without its resizing steps
-        warnings.warn('Cannot find ``tta_pipeline`` in config: using the '
-                      'test pipeline without its resizing steps.')
-        test_data_cfg = cfg.test_dataloader.dataset
-        while 'dataset' in test_data_cfg:
-            test_data_cfg = test_data_cfg['dataset']
-        cfg.tta_pipeline = [
-            step for step in deepcopy(test_data_cfg.pipeline)
-            if str(step['type']).split('.')[-1] not in _RESIZING_STEPS
-        ]
-    if 'tta_pipeline' not in cfg:
-        warnings.warn('Cannot find ``tta_pipeline`` in config, '
-                      'we will set it as default.')
-        test_data_cfg = cfg.test_dataloader.dataset
-        while 'dataset' in test_data_cfg:
-            test_data_cfg = test_data_cfg['dataset']
-        cfg.tta_pipeline = deepcopy(test_data_cfg.pipeline)
-        flip_tta = dict(
-            type='TestTimeAug',
-            transforms=[
-                [
-                    dict(type='RandomFlip', prob=1.),
-                    dict(type='RandomFlip', prob=0.)
-                ],
-                [
-                    dict(
-                        type='PackDetInputs',
-                        meta_keys=('img_id', 'img_path', 'ori_shape',
-                                   'img_shape', 'scale_factor', 'flip',
-                                   'flip_direction'))
-                ],
-            ])
-        cfg.tta_pipeline[-1] = flip_tta
-    cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
-    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
-    if _is_sniper_tta(cfg.tta_model):
-        # log the pixels and time per image next to the metric
-        hooks = list(cfg.get('custom_hooks', None) or [])
-        if not any(
-                str(h.get('type', '')).endswith('SniperTTAStatsHook')
-                for h in hooks):
-            hooks.append(dict(type='SniperTTAStatsHook'))
-        cfg.custom_hooks = hooks
-
-
 def main(argv=None):
     parser, args = parse_args(argv)
 
@@ -146,7 +75,7 @@ def main(argv=None):
         cfg = trigger_visualization_hook(cfg, args)
 
     if args.tta:
-        _enable_tta(cfg)
+        enable_tta(cfg)
 
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
         parser.error(f'--out must be a .pkl or .pickle file, got {args.out}')

@@ -663,9 +663,8 @@ def check_chips_vs_full(args):
 
 def _tta_pass(cfg, state, focus, work_dir, device):
     from mmengine.runner import Runner
-    sys.path.insert(0, osp.join(ROOT, 'tools'))
-    from demo import build_tta_config  # the demo's `tools/test.py --tta`
-    tta_cfg = build_tta_config(cfg, focus=focus)
+    from mmsniper.apis import sniper_tta_config  # as tools/test.py --tta
+    tta_cfg = sniper_tta_config(cfg, dict(focus=focus))
     tta_cfg.work_dir = work_dir
     runner = Runner.from_cfg(tta_cfg)
     runner.model.module.load_state_dict(state)

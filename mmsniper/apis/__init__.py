@@ -1,3 +1,7 @@
 from .inference import inference_sniper, init_sniper_detector, list_images
+from .tta import enable_tta, sniper_tta_config
 
-__all__ = ['init_sniper_detector', 'inference_sniper', 'list_images']
+__all__ = [
+    'init_sniper_detector', 'inference_sniper', 'list_images', 'enable_tta',
+    'sniper_tta_config'
+]

@@ -114,6 +114,9 @@ def _apply_per_channel_group(img: np.ndarray, func) -> np.ndarray:
     if img.ndim == 2:
         return func(img)
     channels = img.shape[2]
+    if channels <= _MAX_WARP_CHANNELS:  # cv2 takes row-strided views as is
+        out = func(img)
+        return out[..., None] if out.ndim == 2 else out
     parts = []
     for start in range(0, channels, _MAX_WARP_CHANNELS):
         part = np.ascontiguousarray(img[..., start:start + _MAX_WARP_CHANNELS])
