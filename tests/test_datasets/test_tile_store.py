@@ -308,9 +308,15 @@ GIGA_BUILD = textwrap.dedent('''
                        [cv2.IMWRITE_JPEG_QUALITY, 80])
     del img
     ann = os.path.join(root, 'ann.json')
+    gt = [[100, 100, 160, 150], [9000, 9000, 9400, 9300],
+          [n - 900, n - 600, n - 10, n - 10]]
+    anns = [dict(id=i + 1, image_id=1, category_id=1, iscrowd=0,
+                 bbox=[x1, y1, x2 - x1, y2 - y1],
+                 area=(x2 - x1) * (y2 - y1))
+            for i, (x1, y1, x2, y2) in enumerate(gt)]
     with open(ann, 'w') as f:
         json.dump(dict(images=[dict(id=1, file_name='mosaic.jpg', height=n,
-                                    width=n)], annotations=[],
+                                    width=n)], annotations=anns,
                        categories=[dict(id=1, name='a')]), f)
     sys.exit(build_tile_store.main([
         ann, '--img-dir', os.path.join(root, 'imgs'), '--out',
@@ -367,13 +373,74 @@ GIGA_LOAD = textwrap.dedent('''
 ''')
 
 
-def test_gigapixel_image_bounded_memory(tmp_path):
-    """A 20,000 x 20,000 px JPEG: store built, chips generated and loaded
-    from the store at every scale without any whole-image decode, peak
-    loader-process memory under 1 GB; PIL's bomb limit is explained."""
+GIGA_TRAIN = textwrap.dedent('''
+    import glob, os, sys
+    sys.path.insert(0, {root!r})
+    import cv2, mmcv
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+    import mmsniper
+    from mmdet.registry import TRANSFORMS
+    root, work_dir, n = sys.argv[1], sys.argv[2], {n}
+
+    def no_full_decode(*args, **kwargs):
+        raise AssertionError('decoded a whole image')
+    # forked data-loader workers inherit these
+    cv2.imdecode = cv2.imread = mmcv.imfrombytes = no_full_decode
+
+    @TRANSFORMS.register_module()
+    class RecordPeakRSS:
+        """Writes this process's VmHWM (kB) to work_dir/rss_<pid>."""
+        def __call__(self, results):
+            hwm = [ln.split()[1] for ln in open('/proc/self/status')
+                   if ln.startswith('VmHWM')][0]
+            with open(os.path.join(work_dir, f'rss_{{os.getpid()}}'),
+                      'w') as f:
+                f.write(hwm)
+            return results
+
+    cfg = Config.fromfile(os.path.join(
+        {root!r}, 'configs', 'sniper',
+        'faster-rcnn_r18-slim_fpn_sniper-demo_synthetic.py'))
+    cfg.work_dir = work_dir
+    cfg.model.roi_head.bbox_head.num_classes = 1
+    cfg.train_cfg.max_iters = 3
+    cfg.param_scheduler = []
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook',
+                                        interval=100, save_last=False)
+    cfg.val_dataloader = cfg.val_evaluator = cfg.val_cfg = None
+    cfg.test_dataloader = cfg.test_evaluator = cfg.test_cfg = None
+    loader = cfg.train_dataloader
+    loader.num_workers = 2
+    loader.dataset.scales = [1.0, 0.25, (-1, 512)]
+    loader.dataset.valid_ranges = [(-1, 80), (32, 500), (300, -1)]
+    inner = loader.dataset.dataset
+    inner.data_root = root
+    inner.ann_file = 'ann.json'
+    inner.data_prefix = dict(img='imgs/')
+    inner.metainfo = dict(classes=('a', ))
+    steps = inner.pipeline
+    assert steps[0]['type'] == 'LoadSniperChipFromFile', steps[0]
+    steps[0]['tile_store'] = os.path.join(root, 'store')
+    steps.insert(-1, dict(type='RecordPeakRSS'))
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    print('ITERS', runner.iter)
+    print('CHIPS', len(runner.train_dataloader.dataset))
+    peaks = [int(open(p).read()) for p in
+             glob.glob(os.path.join(work_dir, 'rss_*'))]
+    print('WORKERS', len(peaks))
+    print('WORKER_PEAK_KB', max(peaks))
+''')
+
+
+@pytest.fixture(scope='module')
+def giga(tmp_path_factory):
+    """A 20,000 x 20,000 px JPEG (3 GT boxes) and its tile store."""
     n = 20000
-    root = tmp_path / 'giga'
-    build = tmp_path / 'build.py'
+    tmp = tmp_path_factory.mktemp('giga')
+    root = tmp / 'giga'
+    build = tmp / 'build.py'
     build.write_text(GIGA_BUILD.format(root=ROOT, n=n))
     proc = subprocess.run(
         [sys.executable, str(build), str(root)],
@@ -381,8 +448,17 @@ def test_gigapixel_image_bounded_memory(tmp_path):
         text=True,
         timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return dict(n=n, root=root, tmp=tmp)
+
+
+@pytest.mark.slow
+def test_gigapixel_image_bounded_memory(giga):
+    """A 20,000 x 20,000 px JPEG: store built, chips generated and loaded
+    from the store at every scale without any whole-image decode, peak
+    loader-process memory under 1 GB; PIL's bomb limit is explained."""
+    n, root = giga['n'], giga['root']
     path = str(root / 'imgs' / 'mosaic.jpg')
-    script = tmp_path / 'load.py'
+    script = giga['tmp'] / 'load.py'
     script.write_text(GIGA_LOAD.format(root=ROOT, n=n))
     proc = subprocess.run(
         [sys.executable,
@@ -406,3 +482,33 @@ def test_gigapixel_image_bounded_memory(tmp_path):
         LoadSniperChipFromFile(imdecode_backend='pillow')(results)
     assert 'mosaic.jpg' in str(info.value)
     assert 'PIL.Image.MAX_IMAGE_PIXELS = None' in str(info.value)
+
+
+@pytest.mark.slow
+def test_gigapixel_image_trains_from_the_store(giga):
+    """mmengine's Runner trains the demo detector on the 20,000 px image:
+    SniperChipDataset makes its chips, 2 data-loader workers read them
+    from the store (the config's one switch, ``tile_store=DIR``), no
+    process decodes the whole image, and each worker peaks under 1 GB."""
+    if not osp.exists('/proc/self/status'):
+        pytest.skip('needs Linux /proc (VmHWM)')
+    work_dir = giga['tmp'] / 'train'
+    work_dir.mkdir()
+    script = giga['tmp'] / 'train.py'
+    script.write_text(GIGA_TRAIN.format(root=ROOT, n=giga['n']))
+    proc = subprocess.run(
+        [sys.executable,
+         str(script), str(giga['root']),
+         str(work_dir)],
+        capture_output=True,
+        text=True,
+        timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = dict(
+        ln.split(' ', 1) for ln in proc.stdout.splitlines() if ' ' in ln)
+    assert int(lines['ITERS']) == 3
+    assert int(lines['CHIPS']) == 4  # as generate_multiscale_chips gives
+    assert int(lines['WORKERS']) == 2
+    peak_mb = int(lines['WORKER_PEAK_KB']) / 1024
+    print(f'gigapixel training: worker peak {peak_mb:.0f} MB')
+    assert peak_mb < 1024, f'worker peak RSS {peak_mb:.0f} MB'
