@@ -434,20 +434,26 @@ GIGA_TRAIN = textwrap.dedent('''
 ''')
 
 
+def run_script(path, text, *args, timeout=300):
+    """Write ``text`` to ``path``, run it with ``args`` and return its
+    ``KEY value`` output lines as a dict."""
+    path.write_text(text)
+    proc = subprocess.run([sys.executable, str(path), *map(str, args)],
+                          capture_output=True,
+                          text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return dict(
+        ln.split(' ', 1) for ln in proc.stdout.splitlines() if ' ' in ln)
+
+
 @pytest.fixture(scope='module')
 def giga(tmp_path_factory):
     """A 20,000 x 20,000 px JPEG (3 GT boxes) and its tile store."""
     n = 20000
     tmp = tmp_path_factory.mktemp('giga')
     root = tmp / 'giga'
-    build = tmp / 'build.py'
-    build.write_text(GIGA_BUILD.format(root=ROOT, n=n))
-    proc = subprocess.run(
-        [sys.executable, str(build), str(root)],
-        capture_output=True,
-        text=True,
-        timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_script(tmp / 'build.py', GIGA_BUILD.format(root=ROOT, n=n), root)
     return dict(n=n, root=root, tmp=tmp)
 
 
@@ -458,18 +464,9 @@ def test_gigapixel_image_bounded_memory(giga):
     loader-process memory under 1 GB; PIL's bomb limit is explained."""
     n, root = giga['n'], giga['root']
     path = str(root / 'imgs' / 'mosaic.jpg')
-    script = giga['tmp'] / 'load.py'
-    script.write_text(GIGA_LOAD.format(root=ROOT, n=n))
-    proc = subprocess.run(
-        [sys.executable,
-         str(script), path,
-         str(root / 'store')],
-        capture_output=True,
-        text=True,
-        timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = dict(
-        ln.split(' ', 1) for ln in proc.stdout.splitlines() if ' ' in ln)
+    lines = run_script(giga['tmp'] / 'load.py',
+                       GIGA_LOAD.format(root=ROOT, n=n), path,
+                       root / 'store')
     assert int(lines['CHIPS']) == 4  # 1 + 2 + 1 chips
     assert 0 < int(lines['BYTES']) < 20 * 2**20
     peak_mb = int(lines['PEAK_KB']) / 1024
@@ -494,18 +491,9 @@ def test_gigapixel_image_trains_from_the_store(giga):
         pytest.skip('needs Linux /proc (VmHWM)')
     work_dir = giga['tmp'] / 'train'
     work_dir.mkdir()
-    script = giga['tmp'] / 'train.py'
-    script.write_text(GIGA_TRAIN.format(root=ROOT, n=giga['n']))
-    proc = subprocess.run(
-        [sys.executable,
-         str(script), str(giga['root']),
-         str(work_dir)],
-        capture_output=True,
-        text=True,
-        timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = dict(
-        ln.split(' ', 1) for ln in proc.stdout.splitlines() if ' ' in ln)
+    lines = run_script(giga['tmp'] / 'train.py',
+                       GIGA_TRAIN.format(root=ROOT, n=giga['n']),
+                       giga['root'], work_dir, timeout=600)
     assert int(lines['ITERS']) == 3
     assert int(lines['CHIPS']) == 4  # as generate_multiscale_chips gives
     assert int(lines['WORKERS']) == 2
