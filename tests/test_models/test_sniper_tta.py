@@ -276,7 +276,12 @@ MEMORY_SCRIPT = textwrap.dedent('''
     model.cfg = cfg
     out = inference_sniper(model, img)
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    # VmHWM, not ru_maxrss: on Linux ru_maxrss survives fork + exec and
+    # starts at the parent's (pytest's) RSS, not this process's memory
+    hwm = [ln.split()[1] for ln in open('/proc/self/status')
+           if ln.startswith('VmHWM')] if sys.platform == 'linux' else []
+    peak = (int(hwm[0]) if hwm else
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
     print('RESULT', peak, len(det.shapes), max(s[-2] * s[-1]
           for s in det.shapes), model.sniper_stats['pixels'][0], seconds)
 ''')
