@@ -40,7 +40,6 @@ import math
 import os
 import os.path as osp
 import pickle
-import resource
 import subprocess
 import sys
 import time
@@ -50,6 +49,8 @@ import numpy as np
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
+
+from mmsniper.utils.memory import peak_rss_bytes, reset_peak_rss  # noqa: E402
 
 METHODS = ('naive', 'today', 'reduced', 'store')
 SETS = {
@@ -220,30 +221,6 @@ def decoder_probe(files, reps=5):
     return {k: float(np.median(v)) for k, v in times.items()}
 
 
-def _reset_peak_rss():
-    """Start this process's peak-RSS mark afresh (Linux: ``clear_refs``
-    5 resets VmHWM to the current RSS); a no-op elsewhere."""
-    try:
-        with open('/proc/self/clear_refs', 'w') as f:
-            f.write('5')
-    except OSError:
-        pass
-
-
-def _peak_rss_mb():
-    """This process's peak RSS since :func:`_reset_peak_rss`, in MB.
-    VmHWM, not ``ru_maxrss``: on Linux the latter survives fork + exec and
-    starts at the parent's RSS, which is not this process's memory."""
-    try:
-        with open('/proc/self/status') as f:
-            for line in f:
-                if line.startswith('VmHWM:'):
-                    return int(line.split()[1]) / 1024.
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.
-
-
 class ChipSet:
     """A torch-style dataset of pre-chosen chips through one method."""
 
@@ -274,7 +251,7 @@ class ChipSet:
 
     def __getitem__(self, i):
         if i < 0:  # warm-up item: the worker is running; peak from here
-            _reset_peak_rss()
+            reset_peak_rss()
             return 0, 0., 0.
         info = dict(self.infos[i])
         cpu0 = time.process_time()
@@ -295,7 +272,7 @@ class ChipSet:
             results = self.crop(results)
         assert results['img'].shape[0] <= 512
         cpu = time.process_time() - cpu0
-        rss = _peak_rss_mb()
+        rss = peak_rss_bytes() / 2**20
         return nbytes, rss, cpu
 
 

@@ -5,6 +5,7 @@ from .checkpoint import (TRUST_DIR_FLAG, TRUSTED_DIRS_ENV,
                          trusted_checkpoint_loading, trusted_dirs_from_env)
 from .cli import (add_image_source_args, add_runner_args, build_tool_runner,
                   load_tool_config, parse_runner_args)
+from .memory import peak_rss_bytes, reset_peak_rss
 from .setup_env import (AMP_NEEDS_GPU_MSG, check_amp_available, has_amp_device,
                         setup_cpu_distributed)
 
@@ -15,5 +16,5 @@ __all__ = [
     'trusted_dirs_from_env', 'AMP_NEEDS_GPU_MSG', 'check_amp_available',
     'has_amp_device', 'setup_cpu_distributed', 'add_runner_args',
     'add_image_source_args', 'load_tool_config', 'parse_runner_args',
-    'build_tool_runner'
+    'build_tool_runner', 'peak_rss_bytes', 'reset_peak_rss'
 ]

@@ -1,12 +1,11 @@
 """benchmarks/bench_chip_pipeline.py: the report (medians, per-run ratios
-to naive), the peak-memory probe and the decoder probe, on hand-made runs
+to naive) and the decoder probe, on hand-made runs
 and tiny JPEGs (the timed runs themselves are the benchmark, not a test)."""
 import os.path as osp
 import sys
 
 import cv2
 import numpy as np
-import pytest
 from conftest import ROOT
 
 sys.path.insert(0, osp.join(ROOT, 'benchmarks'))
@@ -44,20 +43,6 @@ def test_tables_overall_weighs_scales_by_time(capsys):
     bcp.print_tables(rows, [1.0, 0.5], [2], ['naive'])
     first = capsys.readouterr().out.splitlines()[2].split()
     assert first[:5] == ['2', 'naive', '10.0', '40.0', '16.0']
-
-
-def test_peak_rss_is_this_processes_and_resets():
-    if not osp.exists('/proc/self/clear_refs'):
-        pytest.skip('needs Linux /proc (VmHWM)')
-    bcp._reset_peak_rss()
-    base = bcp._peak_rss_mb()
-    block = np.ones(200 * 2**20, np.uint8)  # touch 200 MB
-    grown = bcp._peak_rss_mb()
-    del block
-    bcp._reset_peak_rss()
-    after = bcp._peak_rss_mb()
-    assert grown - base > 150
-    assert after < grown - 150
 
 
 def test_decoder_probe_times_every_case(tmp_path):

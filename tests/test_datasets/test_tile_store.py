@@ -324,7 +324,7 @@ GIGA_BUILD = textwrap.dedent('''
 ''')
 
 GIGA_LOAD = textwrap.dedent('''
-    import resource, sys
+    import sys
     sys.path.insert(0, {root!r})
     import numpy as np
     import mmcv, cv2
@@ -364,12 +364,8 @@ GIGA_LOAD = textwrap.dedent('''
             count += 1
     print('CHIPS', count)
     print('BYTES', loader.bytes_read)
-    # ru_maxrss survives fork + exec on Linux (it starts at the parent's
-    # peak), so the peak of this process's own memory is VmHWM.
-    hwm = [ln.split()[1] for ln in open('/proc/self/status')
-           if ln.startswith('VmHWM')]
-    print('PEAK_KB', hwm[0] if hwm else
-          resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    from mmsniper.utils import peak_rss_bytes  # this process's own peak
+    print('PEAK_KB', peak_rss_bytes() // 1024)
 ''')
 
 
@@ -381,6 +377,7 @@ GIGA_TRAIN = textwrap.dedent('''
     from mmengine.runner import Runner
     import mmsniper
     from mmdet.registry import TRANSFORMS
+    from mmsniper.utils import peak_rss_bytes
     root, work_dir, n = sys.argv[1], sys.argv[2], {n}
 
     def no_full_decode(*args, **kwargs):
@@ -390,13 +387,11 @@ GIGA_TRAIN = textwrap.dedent('''
 
     @TRANSFORMS.register_module()
     class RecordPeakRSS:
-        """Writes this process's VmHWM (kB) to work_dir/rss_<pid>."""
+        """Writes this process's peak RSS (kB) to work_dir/rss_<pid>."""
         def __call__(self, results):
-            hwm = [ln.split()[1] for ln in open('/proc/self/status')
-                   if ln.startswith('VmHWM')][0]
             with open(os.path.join(work_dir, f'rss_{{os.getpid()}}'),
                       'w') as f:
-                f.write(hwm)
+                f.write(str(peak_rss_bytes() // 1024))
             return results
 
     cfg = Config.fromfile(os.path.join(

@@ -254,7 +254,7 @@ def test_test_time_aug_pipeline_is_refused_clearly():
 
 
 MEMORY_SCRIPT = textwrap.dedent('''
-    import resource, sys, time
+    import sys, time
     sys.path[:0] = [{root!r}, {here!r}]
     import numpy as np
     from mmengine.registry import DefaultScope
@@ -276,12 +276,8 @@ MEMORY_SCRIPT = textwrap.dedent('''
     model.cfg = cfg
     out = inference_sniper(model, img)
     seconds = time.perf_counter() - start
-    # VmHWM, not ru_maxrss: on Linux ru_maxrss survives fork + exec and
-    # starts at the parent's (pytest's) RSS, not this process's memory
-    hwm = [ln.split()[1] for ln in open('/proc/self/status')
-           if ln.startswith('VmHWM')] if sys.platform == 'linux' else []
-    peak = (int(hwm[0]) if hwm else
-            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+    from mmsniper.utils import peak_rss_bytes  # not pytest's memory
+    peak = peak_rss_bytes()
     print('RESULT', peak, len(det.shapes), max(s[-2] * s[-1]
           for s in det.shapes), model.sniper_stats['pixels'][0], seconds)
 ''')
