@@ -8,7 +8,9 @@ at which scales each box drives chips (the same rule as
 :func:`~mmsniper.chips.chip_driving_mask`) and, for a box valid at no
 scale, why.
 """
+import argparse
 import math
+import re
 from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
@@ -19,6 +21,7 @@ from .scales import (UNBOUNDED, _check_resolution, _is_real_number,
                      compute_scale_factors, normalize_valid_range)
 
 __all__ = [
+    'parse_scale', 'parse_range', 'NEGATIVE_VALUE_MATCHER',
     'check_chip_settings', 'GtValidity', 'gt_scale_validity',
     'image_scale_factors', 'REFERENCE_RANGES_HINT'
 ]
@@ -269,3 +272,29 @@ def gt_scale_validity(bboxes: np.ndarray, image_sizes: np.ndarray,
     out_of_ranges = large & ~in_range.any(axis=1)
     return GtValidity(valid, in_range, ~large, out_of_ranges,
                       large & ~anywhere & ~out_of_ranges)
+
+
+#: argparse's ``_negative_number_matcher`` for options that take scales and
+#: ranges: ``-1,512`` and ``-1,-1`` are values, not options
+NEGATIVE_VALUE_MATCHER = re.compile(
+    r'^-\d+$|^-\d*\.\d+$|^-\d*\.?\d*,-?\d*\.?\d*$')
+
+
+def parse_scale(text: str):
+    """A scale on the command line: ``'2.0'`` -> 2.0 (a factor);
+    ``'-1,512'`` -> (-1, 512) (short target, long cap)."""
+    parts = [float(p) for p in text.split(',')]
+    if len(parts) == 1:
+        return parts[0]
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f'bad scale {text!r}')
+    return tuple(int(p) if p.is_integer() else p for p in parts)
+
+
+def parse_range(text: str):
+    """A valid range on the command line: ``'32,150'``, ``'-1,80'``."""
+    parts = [float(p) for p in text.split(',')]
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(
+            f'bad valid range {text!r}: give LO,HI (-1 for open)')
+    return tuple(int(p) if p.is_integer() else p for p in parts)

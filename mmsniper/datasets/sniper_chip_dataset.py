@@ -652,6 +652,27 @@ class SniperChipDataset:
             f'SniperChipDataset: the pipeline returned None for '
             f'{self.max_refetch + 1} chips in a row; check its transforms')
 
+    def update_skip_type_keys(self, skip_type_keys: Sequence[str]) -> None:
+        """Drop the pipeline steps of these types from now on.
+
+        What mmdet's ``MultiImageMixDataset`` offers ``YOLOXModeSwitchHook``
+        (which turns off Mosaic, RandomAffine and MixUp for the last
+        epochs); a chip pipeline has none of those, so the hook's switch to
+        the L1 box loss is what remains of it.
+
+        Args:
+            skip_type_keys (Sequence[str]): Transform class names.
+        """
+        if isinstance(skip_type_keys, str) or not all(
+                isinstance(k, str) for k in skip_type_keys):
+            raise TypeError('skip_type_keys must be a sequence of transform '
+                            f'names, got {skip_type_keys!r}')
+        pipeline = self.pipeline or self.dataset.pipeline
+        self.pipeline = Compose([
+            t for t in pipeline.transforms
+            if type(t).__name__ not in skip_type_keys
+        ])
+
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(dataset='
                 f'{self.dataset.__class__.__name__}, scales={self.scales}, '

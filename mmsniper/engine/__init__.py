@@ -1,3 +1,3 @@
-from .hooks import SniperTTAStatsHook
+from .hooks import SniperIgnoreCheckHook, SniperTTAStatsHook, TimeBudgetHook
 
-__all__ = ['SniperTTAStatsHook']
+__all__ = ['SniperTTAStatsHook', 'TimeBudgetHook', 'SniperIgnoreCheckHook']

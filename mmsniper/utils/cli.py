@@ -118,6 +118,10 @@ def build_tool_runner(cfg: Config, launcher: str):
         runner = Runner.from_cfg(cfg)
     else:
         runner = RUNNERS.build(cfg)
+    # a chip training whose detector would train ignored GT as background
+    # stops here (config key ``sniper_ignore_check`` accepts it)
+    from mmsniper.engine.hooks.sniper_ignore_check_hook import check_runner
+    check_runner(runner)
     # which copy runs matters: a checkout can sit beside an installed one
     runner.logger.info(f'mmsniper {mmsniper.__version__} imported from '
                        f'{list(mmsniper.__path__)[0]}')

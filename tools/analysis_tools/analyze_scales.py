@@ -32,7 +32,6 @@ import argparse
 import json
 import os
 import os.path as osp
-import re
 import sys
 from pathlib import Path
 
@@ -46,36 +45,19 @@ from mmengine.config import DictAction  # noqa: E402
 from mmsniper.chips import (DEFAULT_BAND, box_sqrt_areas,  # noqa: E402
                             evaluate_settings, propose_scales,
                             size_percentiles)
+from mmsniper.chips.settings import (NEGATIVE_VALUE_MATCHER,  # noqa: E402
+                                     parse_range, parse_scale)
 
 PERCENTILES = (1, 5, 25, 50, 75, 95, 99)
 REFERENCE_SCALES = [3.0, 1.667, (-1, 512)]
 REFERENCE_RANGES = [(-1, 80), (32, 150), (120, -1)]
 
 
-def parse_scale(text: str):
-    """``'2.0'`` -> 2.0; ``'-1,512'`` -> (-1, 512)."""
-    parts = [float(p) for p in text.split(',')]
-    if len(parts) == 1:
-        return parts[0]
-    if len(parts) != 2:
-        raise argparse.ArgumentTypeError(f'bad scale {text!r}')
-    return tuple(int(p) if p.is_integer() else p for p in parts)
-
-
-def parse_range(text: str):
-    parts = [float(p) for p in text.split(',')]
-    if len(parts) != 2:
-        raise argparse.ArgumentTypeError(
-            f'bad valid range {text!r}: give LO,HI (-1 for open)')
-    return tuple(int(p) if p.is_integer() else p for p in parts)
-
-
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Propose SNIPER scales and valid ranges')
     # ``-1,512`` and ``-1,-1`` are values, not options
-    parser._negative_number_matcher = re.compile(
-        r'^-\d+$|^-\d*\.\d+$|^-\d*\.?\d*,-?\d*\.?\d*$')
+    parser._negative_number_matcher = NEGATIVE_VALUE_MATCHER
     parser.add_argument('source', help='COCO json or config file')
     parser.add_argument('--out-dir', help='write the histogram PNG and json')
     parser.add_argument(
