@@ -228,6 +228,20 @@ def _scales_from_advice(path: str) -> Tuple[list, list]:
             f'analyze_scales.py --out-dir): {exc!r}') from None
 
 
+def _test_pipeline(cfg: Config) -> Optional[list]:
+    """The source's test pipeline without its resizing steps."""
+    from .tta import RESIZING_STEPS
+    loader = cfg.get('test_dataloader') or {}
+    dataset = loader.get('dataset') or {}
+    while 'dataset' in dataset:
+        dataset = dataset['dataset']
+    steps = dataset.get('pipeline')
+    if not steps:
+        return None
+    steps = [copy.deepcopy(dict(s)) for s in steps]
+    return [s for s in steps if _type(s) not in RESIZING_STEPS]
+
+
 def make_sniper_config(source: str,
                        out: Optional[str] = None,
                        scales: Optional[Sequence] = None,
@@ -354,9 +368,10 @@ def make_sniper_config(source: str,
                     'stride_jitter', 'neg_min_proposals'):
             if key in dataset:
                 chip_dataset[key] = dataset[key]
-    loader_override = dict(
-        sampler=dict(_delete_=True, type='SniperChipSampler', shuffle=True),
-        dataset=chip_dataset)
+    sampler = dict(type='SniperChipSampler', shuffle=True)
+    if 'sampler' in loader:
+        sampler = dict(_delete_=True, **sampler)
+    loader_override = dict(sampler=sampler, dataset=chip_dataset)
     if _type(loader.get('batch_sampler') or {}) not in (
             '', 'AspectRatioBatchSampler'):
         notes.append('train_dataloader.batch_sampler: kept '
@@ -372,6 +387,8 @@ def make_sniper_config(source: str,
         '', '# tools/test.py --tta: SNIPER multi-scale test at the training '
         'scales', '# (tune the scales and ranges for your test images)',
         'tta_model = dict(',
+    ] + (['    _delete_=True,  # not the source\'s DetTTAModel']
+         if 'tta_model' in cfg else []) + [
         "    type='SniperTTAModel',",
         '    scales=sniper_scales,',
         '    valid_ranges=sniper_valid_ranges,',
@@ -380,6 +397,13 @@ def make_sniper_config(source: str,
         "                 min_score=0.001, method='gaussian'),",
         '        max_per_img=200))', ''
     ]
+    test_steps = _test_pipeline(cfg)
+    if test_steps is not None:
+        lines += [
+            '# the SNIPER test resizes (and tiles) per scale itself: the '
+            'image is', '# loaded at its original size',
+            f'tta_pipeline = {_fmt(test_steps)}', ''
+        ]
     text = '\n'.join(lines)
     for key, name in (("'SNIPER_BATCH_AUGMENTS'", 'sniper_batch_augments'),
                       ("'TRAIN_PIPELINE'", 'train_pipeline'),

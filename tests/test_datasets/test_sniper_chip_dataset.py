@@ -360,3 +360,18 @@ def test_getitem_runs_the_pipeline_with_the_chip(tmp_path):
     assert out['sniper_chip']['valid_gt'].tolist() == list(chip.valid_gt)
     assert out['gt_bboxes'].shape[0] == len(
         ds.dataset.get_data_info(chip.img_idx)['instances'])
+
+
+def test_update_skip_type_keys_drops_those_steps(tmp_path):
+    """What YOLOXModeSwitchHook calls on the training dataset."""
+    images = random_images(2, seed=6, max_boxes=8)
+    ds = build(tmp_path, images, pipeline=[
+        dict(type='mmdet.LoadAnnotations', with_bbox=True),
+        dict(type='mmdet.YOLOXHSVRandomAug'),
+        dict(type='mmdet.FilterAnnotations', min_gt_bbox_wh=(1, 1))])
+    ds.update_skip_type_keys(['YOLOXHSVRandomAug', 'Mosaic'])
+    assert [type(t).__name__ for t in ds.pipeline.transforms] == [
+        'LoadAnnotations', 'FilterAnnotations']
+    assert len(ds[ds.chip_table(0).index(0)]['gt_bboxes'])  # still runs
+    with pytest.raises(TypeError, match='transform names'):
+        ds.update_skip_type_keys('Mosaic')

@@ -54,12 +54,15 @@ class DrawnObjectsDetector(nn.Module):
     bounding box in input px (so an object cut by the input border is
     returned cut, as a real detector clips to its input), score 0.9, label
     read from channel 1. Inputs are BGR uint8 as packed; no normalisation.
+    With ``with_masks``, each detection also has its region's pixels as
+    its mask (input px), as Mask R-CNN's ``rescale=False`` output.
     """
 
-    def __init__(self):
+    def __init__(self, with_masks: bool = False):
         super().__init__()
         self.data_preprocessor = DetDataPreprocessor(pad_size_divisor=1)
         self.calls = []
+        self.with_masks = with_masks
 
     def test_step(self, data):  # pragma: no cover - BaseTTAModel requires it
         data = self.data_preprocessor(data, False)
@@ -73,7 +76,7 @@ class DrawnObjectsDetector(nn.Module):
             self.calls.append((height, width))
             planes = img[:, :height, :width].cpu().numpy()
             mask = (planes[0] > 127).astype(np.uint8)
-            num, _, stats, _ = cv2.connectedComponentsWithStats(
+            num, comps, stats, _ = cv2.connectedComponentsWithStats(
                 mask, connectivity=8)
             boxes, labels = [], []
             for comp in range(1, num):
@@ -88,6 +91,9 @@ class DrawnObjectsDetector(nn.Module):
                 bboxes=torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
                 scores=torch.full((len(boxes), ), 0.9),
                 labels=torch.tensor(labels, dtype=torch.long))
+            if self.with_masks:  # each component's own pixels
+                out.pred_instances.masks = torch.from_numpy(
+                    comps[None] == np.arange(1, num)[:, None, None])
             results.append(out)
         return results
 

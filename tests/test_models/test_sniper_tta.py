@@ -164,6 +164,69 @@ def test_tiled_inference_finds_what_whole_image_inference_finds(flip):
     assert whole_model.sniper_stats['images'] == 1
 
 
+@pytest.mark.parametrize('flip', [False, True])
+@pytest.mark.parametrize('tiled', [False, True])
+def test_masks_follow_their_boxes_to_original_resolution(flip, tiled):
+    """Mask R-CNN-like output: each kept detection's mask comes back at
+    original resolution, on its object, through scales (with valid
+    ranges), flips, tiles and the Soft-NMS merge."""
+    size = (300, 460)
+    boxes, labels = random_objects(size, 20, 6, 60, seed=5)
+    img = draw_objects(size, boxes, labels)
+    tile_cfg = dict(max_pixels=4e4, tile_size=160, edge_margin=6) \
+        if tiled else dict(max_pixels=1e9)
+    det = DrawnObjectsDetector(with_masks=True)
+    model = _model(det, scales=[1.5, 0.75],
+                   valid_ranges=[(-1, 40), (30, -1)], flip=flip,
+                   tile_cfg=tile_cfg)
+    pred = model.test_step(_input(img))[0].pred_instances
+    assert 'mask_crops' not in pred
+    masks = pred.masks
+    assert masks.dtype == torch.bool and masks.shape == (len(pred), *size)
+    dist, _ = _match(pred, boxes, labels)
+    assert (dist.min(0) <= 1.5).all()  # every object found
+    for k, (x1, y1, x2, y2) in enumerate(boxes):
+        i = int(dist[:, k].argmin())
+        truth = torch.zeros(size, dtype=torch.bool)
+        truth[y1:y2, x1:x2] = True
+        inter = (masks[i] & truth).sum().item()
+        union = (masks[i] | truth).sum().item()
+        assert inter / union > 0.85, (k, inter, union)
+    # a detector without masks gives none
+    plain = _model(DrawnObjectsDetector(), scales=[1.5],
+                   valid_ranges=[(-1, -1)]).test_step(_input(img))[0]
+    assert 'masks' not in plain.pred_instances
+
+
+def test_non_finite_boxes_are_left_out_with_a_warning(monkeypatch):
+    """A diverged detector's NaN / inf boxes cannot be merged: they are
+    dropped, counted and named, the finite ones kept."""
+    class Diverged(CheapDetector):
+
+        def predict(self, batch_inputs, batch_data_samples, rescale=True):
+            out = super().predict(batch_inputs, batch_data_samples)
+            for sample in out:
+                sample.pred_instances = InstanceData(
+                    bboxes=torch.tensor([[10., 10., 50., 40.],
+                                         [float('nan'), 0., 5., 5.],
+                                         [0., 0., float('inf'), 9.]]),
+                    scores=torch.tensor([0.9, 0.8, 0.7]),
+                    labels=torch.tensor([0, 0, 1]))
+            return out
+
+    from mmsniper.models.test_time_augs import sniper_tta
+    warned = []
+    monkeypatch.setattr(sniper_tta, 'warn_once',
+                        lambda key, msg: warned.append(msg))
+    model = _model(Diverged(), scales=[1.0], valid_ranges=[(-1, -1)])
+    data = _input(np.zeros((60, 80, 3), np.uint8))
+    data['data_samples'][0].set_metainfo(dict(img_path='diverged.jpg'))
+    pred = model.test_step(data)[0].pred_instances
+    assert len(warned) == 1 and 'diverged.jpg' in warned[0]
+    assert pred.bboxes.tolist() == [[10., 10., 50., 40.]]
+    assert model.sniper_stats['non_finite_boxes'] == 2
+
+
 def test_batch_of_images_of_different_sizes():
     """Each image of a batch gets its own detections, in its own px, when
     views of several images share a forward pass."""

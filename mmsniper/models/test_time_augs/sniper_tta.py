@@ -18,6 +18,7 @@ from mmsniper.chips import (compute_scale_factor, edge_cut_mask, flip_boxes,
                             map_boxes_to_original, normalize_valid_ranges,
                             plan_scale_tiles, scale_valid_range_mask,
                             scaled_size)
+from mmsniper.utils.progress import warn_once
 
 _CV2_INTERP = dict(
     nearest=cv2.INTER_NEAREST,
@@ -68,6 +69,104 @@ def crop_resize(img: torch.Tensor, region, out_size,
     return torch.from_numpy(out)
 
 
+def _as_instances(inst: InstanceData) -> InstanceData:
+    """The fields a merge keeps, on the CPU."""
+    out = InstanceData(
+        bboxes=inst.bboxes.detach().float().cpu(),
+        scores=inst.scores.detach().float().cpu(),
+        labels=inst.labels.detach().cpu())
+    if 'mask_crops' in inst:
+        out.mask_crops = list(inst.mask_crops)
+    return out
+
+
+def _cat(results: List[InstanceData]) -> InstanceData:
+    results = [_as_instances(r) for r in results]
+    if any('mask_crops' in r for r in results) and not all(
+            'mask_crops' in r for r in results):
+        raise ValueError('SniperTTAModel: some views of an image have masks '
+                         'and others not')
+    if len(results) == 1:
+        return results[0]
+    return InstanceData.cat(results)
+
+
+def _nms(inst: InstanceData, nms_cfg: dict) -> InstanceData:
+    """``batched_nms`` (class-wise, NMS or Soft-NMS) over instances, masks
+    carried along."""
+    dets, keep = batched_nms(inst.bboxes, inst.scores, inst.labels, nms_cfg)
+    out = inst[keep]
+    out.bboxes, out.scores = dets[:, :4], dets[:, 4]
+    return out
+
+
+def mask_crops(masks, view_boxes: np.ndarray, view: dict,
+               keep: np.ndarray) -> list:
+    """Each kept detection's mask, cut to its box, with the box's region in
+    original px.
+
+    A whole-view mask per detection would cost (views x detections x view
+    px); the crop inside the (view px) box costs the box's area only, and
+    the merge pastes the survivors back at original resolution
+    (:func:`paste_masks`).
+
+    Args:
+        masks (Tensor | BitmapMasks): (n, h, w) masks at view resolution.
+        view_boxes (ndarray): (n, 4) the detections' boxes, view px (as
+            predicted: flipped when the view is).
+        view (dict): The view (``region``, ``scale``, ``flip``, ``width``).
+        keep (ndarray): Indices of the kept detections.
+
+    Returns:
+        list[tuple[ndarray, ndarray]]: ``(crop, rect)``: a bool crop and
+        its ``(x1, y1, x2, y2)`` in original px.
+    """
+    if hasattr(masks, 'to_ndarray'):
+        masks = masks.to_ndarray()
+    masks = masks.detach().cpu().numpy() if isinstance(
+        masks, torch.Tensor) else np.asarray(masks)
+    h, w = masks.shape[-2:]
+    sx, sy = view['scale']
+    rx, ry = view['region'][:2]
+    out = []
+    for i in keep:
+        x1, y1, x2, y2 = view_boxes[i]
+        x1, y1 = max(int(math.floor(x1)), 0), max(int(math.floor(y1)), 0)
+        x2, y2 = min(int(math.ceil(x2)), w), min(int(math.ceil(y2)), h)
+        x2, y2 = max(x2, x1 + 1), max(y2, y1 + 1)
+        crop = masks[i, y1:y2, x1:x2].astype(bool)
+        if view['flip']:
+            crop = crop[:, ::-1]
+            x1, x2 = view['width'] - x2, view['width'] - x1
+        rect = np.array(
+            [rx + x1 / sx, ry + y1 / sy, rx + x2 / sx, ry + y2 / sy])
+        out.append((np.ascontiguousarray(crop), rect))
+    return out
+
+
+def paste_masks(crops: list, shape: tuple) -> torch.Tensor:
+    """(n, H, W) bool masks at original resolution from :func:`mask_crops`
+    (each crop resized, nearest, into its rect)."""
+    height, width = shape
+    masks = torch.zeros((len(crops), height, width), dtype=torch.bool)
+    for i, (crop, rect) in enumerate(crops):
+        x1, y1, x2, y2 = rect
+        ix1, iy1 = max(int(round(x1)), 0), max(int(round(y1)), 0)
+        ix2, iy2 = min(int(round(x2)), width), min(int(round(y2)), height)
+        if ix2 <= ix1 or iy2 <= iy1 or crop.size == 0:
+            continue
+        # the crop spans rect; sample it over the integer pixels inside
+        full = cv2.resize(
+            crop.astype(np.uint8),
+            (max(int(round(x2 - x1)), 1), max(int(round(y2 - y1)), 1)),
+            interpolation=cv2.INTER_NEAREST)
+        ox, oy = ix1 - int(round(x1)), iy1 - int(round(y1))
+        part = full[oy:oy + iy2 - iy1, ox:ox + ix2 - ix1]
+        masks[i, iy1:iy1 + part.shape[0], ix1:ix1 + part.shape[1]] = \
+            torch.from_numpy(part.astype(bool))
+    return masks
+
+
 @MODELS.register_module()
 class SniperTTAModel(BaseTTAModel):
     """SNIPER testing: every scale on the whole image, valid ranges, Soft-NMS.
@@ -86,6 +185,13 @@ class SniperTTAModel(BaseTTAModel):
     (``lo < sqrt(area) <= hi``, the reference's test rule), all scales are
     merged with class-wise ``merge_cfg.nms`` (Gaussian Soft-NMS by default)
     and the top ``merge_cfg.max_per_img`` are kept.
+
+    Instance masks (Mask R-CNN, Cascade Mask R-CNN, HTC) follow their
+    boxes: each detection's mask is cut to its box at view resolution
+    (un-flipped), goes through the same tile-edge, view-NMS, valid-range,
+    Soft-NMS and top-k selection as its box, and the survivors are pasted
+    back at original resolution (``pred_instances.masks``, (N, H, W) bool
+    as mmdet's own ``rescale=True`` output).
 
     The test pipeline must load the image at its original size and pack it
     (``LoadImageFromFile``, ``PackDetInputs``): this model does the resizing.
@@ -173,6 +279,7 @@ class SniperTTAModel(BaseTTAModel):
             pixels=np.zeros(num, dtype=np.float64),
             views=np.zeros(num, dtype=np.int64),
             tiled_images=np.zeros(num, dtype=np.int64),
+            non_finite_boxes=0,
             scale_seconds=np.zeros(num, dtype=np.float64))
 
     # ------------------------------------------------------------------
@@ -245,22 +352,42 @@ class SniperTTAModel(BaseTTAModel):
             inst = pred.pred_instances
             boxes = inst.bboxes.detach().float().cpu().numpy().astype(
                 np.float64)
+            finite = np.isfinite(boxes).all(axis=1)
+            if not finite.all():
+                # a diverged or untrained detector: its NaN / inf boxes
+                # cannot be mapped or merged; say so, keep the others
+                path = data_samples[view['image']].metainfo.get('img_path')
+                self.sniper_stats['non_finite_boxes'] += int((~finite).sum())
+                warn_once(
+                    'SniperTTAModel.non_finite',
+                    f'SniperTTAModel: the detector returned '
+                    f'{int((~finite).sum())} non-finite boxes (NaN or inf) '
+                    f'for {path}; they are left out of the merged result '
+                    "(counted in sniper_stats['non_finite_boxes'] for all "
+                    'images; this warning is not repeated)')
+                boxes = np.where(finite[:, None], boxes, 0.0)
+            view_boxes = boxes
             if view['flip']:
                 boxes = flip_boxes(boxes, view['width'])
             height, width = view['image_hw']
             region = np.asarray(view['region'], dtype=np.float64)
             boxes = map_boxes_to_original(boxes, region[:2], view['scale'],
                                           (height, width))
-            keep = np.ones(len(boxes), dtype=bool)
+            keep = finite.copy()
             if view['tiled']:
-                keep = edge_cut_mask(boxes, region, (height, width),
-                                     self.tile_cfg['edge_margin'])
+                keep &= edge_cut_mask(boxes, region, (height, width),
+                                      self.tile_cfg['edge_margin'])
             keep_t = torch.from_numpy(keep)
             if view.get('keep_pred', False):
                 view['pred'] = pred  # e.g. AutoFocus reads its focus map
-            view['result'] = (torch.from_numpy(boxes[keep]).float(),
-                              inst.scores.detach().float().cpu()[keep_t],
-                              inst.labels.detach().cpu()[keep_t])
+            result = InstanceData(
+                bboxes=torch.from_numpy(boxes[keep]).float(),
+                scores=inst.scores.detach().float().cpu()[keep_t],
+                labels=inst.labels.detach().cpu()[keep_t])
+            if 'masks' in inst:
+                result.mask_crops = mask_crops(
+                    inst.masks, view_boxes, view, np.flatnonzero(keep))
+            view['result'] = result
 
     def _scale_result(self, data_sample, scale_idx: int,
                       views: List[dict]) -> DetDataSample:
@@ -278,15 +405,12 @@ class SniperTTAModel(BaseTTAModel):
         sample.pred_instances = merged
         return sample
 
-    def _merge_views(self, results: List[tuple]) -> InstanceData:
+    def _merge_views(self, results: List[InstanceData]) -> InstanceData:
         """Concatenate the views of one image at one scale (+ view NMS)."""
-        bboxes = torch.cat([r[0] for r in results])
-        scores = torch.cat([r[1] for r in results])
-        labels = torch.cat([r[2] for r in results])
-        if len(results) > 1 and self.view_nms and len(bboxes):
-            dets, keep = batched_nms(bboxes, scores, labels, self.view_nms)
-            bboxes, scores, labels = dets[:, :4], dets[:, 4], labels[keep]
-        return InstanceData(bboxes=bboxes, scores=scores, labels=labels)
+        merged = _cat(results)
+        if len(results) > 1 and self.view_nms and len(merged):
+            merged = _nms(merged, self.view_nms)
+        return merged
 
     def _unpack_batch(self, data: dict) -> tuple:
         """``inputs``, ``data_samples`` and each image's ``(h, w)`` of a
@@ -377,7 +501,7 @@ class SniperTTAModel(BaseTTAModel):
         return [self._merge_image(samples) for samples in data_samples_list]
 
     def _merge_image(self, samples: List[DetDataSample]) -> DetDataSample:
-        bboxes, scores, labels = [], [], []
+        kept = []
         for sample in samples:
             inst = sample.pred_instances
             scale_idx = sample.metainfo.get('sniper_scale_idx')
@@ -388,27 +512,24 @@ class SniperTTAModel(BaseTTAModel):
             keep = scale_valid_range_mask(
                 boxes.numpy(), np.full(len(boxes), scale_idx),
                 self._ranges)
-            keep = torch.from_numpy(keep)
-            bboxes.append(boxes[keep])
-            scores.append(inst.scores.detach().float().cpu()[keep])
-            labels.append(inst.labels.detach().cpu()[keep])
-        bboxes = torch.cat(bboxes) if bboxes else torch.zeros((0, 4))
-        scores = torch.cat(scores) if scores else torch.zeros(0)
-        labels = torch.cat(labels) if labels else torch.zeros(
-            0, dtype=torch.long)
+            kept.append(inst[torch.from_numpy(keep)])
+        merged = _cat(kept) if kept else InstanceData(
+            bboxes=torch.zeros((0, 4)),
+            scores=torch.zeros(0),
+            labels=torch.zeros(0, dtype=torch.long))
+        if len(merged):
+            merged = _nms(merged, self.merge_cfg['nms'])
         max_per_img = self.merge_cfg.get('max_per_img', -1)
-        if len(bboxes):
-            dets, keep = batched_nms(bboxes, scores, labels,
-                                     self.merge_cfg['nms'])
-            bboxes, scores, labels = dets[:, :4], dets[:, 4], labels[keep]
         if max_per_img is not None and max_per_img > 0:
-            bboxes, scores = bboxes[:max_per_img], scores[:max_per_img]
-            labels = labels[:max_per_img]
+            merged = merged[:max_per_img]
         meta = dict(samples[0].metainfo) if samples else {}
         meta.pop('sniper_scale_idx', None)
+        if 'mask_crops' in merged:
+            height, width = meta['ori_shape'][:2]
+            merged.masks = paste_masks(merged.mask_crops, (height, width))
+            del merged.mask_crops
         result = DetDataSample(metainfo=meta)
-        result.pred_instances = InstanceData(
-            bboxes=bboxes, scores=scores, labels=labels)
+        result.pred_instances = merged
         return result
 
     def extra_repr(self) -> str:
