@@ -6,7 +6,7 @@ import os.path as osp
 import numpy as np
 
 
-def write_coco(path, images, classes=('a', 'b')):
+def write_coco(path, images, classes=('a', 'b'), masks=False):
     """Write a COCO json.
 
     Args:
@@ -14,6 +14,7 @@ def write_coco(path, images, classes=('a', 'b')):
         images (list[dict]): Each ``dict(file_name, width, height,
             boxes=[[x1, y1, x2, y2], ...], labels=[...], crowd=[...])``.
         classes (tuple): Category names.
+        masks (bool): Add each box as a polygon ``segmentation``.
 
     Returns:
         str: ``path``.
@@ -31,10 +32,12 @@ def write_coco(path, images, classes=('a', 'b')):
         crowd = img.get('crowd', [0] * len(boxes))
         for box, label, iscrowd in zip(boxes, labels, crowd):
             x1, y1, x2, y2 = box
-            coco['annotations'].append(
-                dict(id=ann_id, image_id=img_id, category_id=label + 1,
-                     bbox=[x1, y1, x2 - x1, y2 - y1],
-                     area=(x2 - x1) * (y2 - y1), iscrowd=iscrowd))
+            ann = dict(id=ann_id, image_id=img_id, category_id=label + 1,
+                       bbox=[x1, y1, x2 - x1, y2 - y1],
+                       area=(x2 - x1) * (y2 - y1), iscrowd=iscrowd)
+            if masks:  # the box as a polygon
+                ann['segmentation'] = [[x1, y1, x2, y1, x2, y2, x1, y2]]
+            coco['annotations'].append(ann)
             ann_id += 1
     with open(path, 'w') as f:
         json.dump(coco, f)
@@ -61,7 +64,7 @@ def random_images(num, seed=0, min_size=300, max_size=1800, max_boxes=25):
 
 
 def write_image_dataset(root, num_images=3, size=(360, 480), seed=0,
-                        classes=('a', 'b')):
+                        classes=('a', 'b'), masks=False):
     """JPEG images with filled rectangles as objects, and their COCO json.
 
     Args:
@@ -70,6 +73,7 @@ def write_image_dataset(root, num_images=3, size=(360, 480), seed=0,
         size (tuple): (height, width) of each image.
         seed (int): Random seed.
         classes (tuple): Category names.
+        masks (bool): Give each object its box as a polygon mask.
 
     Returns:
         str: Path of ``root/ann.json``.
@@ -97,4 +101,5 @@ def write_image_dataset(root, num_images=3, size=(360, 480), seed=0,
         cv2.imwrite(osp.join(root, 'images', name), img)
         records.append(dict(file_name=name, width=width, height=height,
                             boxes=boxes, labels=labels))
-    return write_coco(osp.join(root, 'ann.json'), records, classes)
+    return write_coco(osp.join(root, 'ann.json'), records, classes,
+                      masks=masks)

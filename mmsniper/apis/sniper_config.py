@@ -20,7 +20,6 @@ size, the pipeline-switch hooks mapped, the ignore check hook, a
 ``SniperTTAModel`` for ``--tta`` and ``custom_imports``.
 """
 import copy
-import datetime
 import json
 import os
 import os.path as osp
@@ -36,6 +35,12 @@ __all__ = [
 #: the reference COCO training scales and valid ranges (SNIPER_SPEC.md)
 REFERENCE_SCALES = [3.0, 1.667, (-1, 512)]
 REFERENCE_VALID_RANGES = [(-1, 80), (32, 150), (120, -1)]
+
+#: the reference COCO test scales and test valid ranges (the same as
+#: configs/_base_/sniper_tta.py): used for ``--tta`` when the training
+#: scales are the reference ones
+REFERENCE_TEST_SCALES = [(1400, 2000), (800, 1280), (480, 512)]
+REFERENCE_TEST_VALID_RANGES = [(-1, 90), (32, 180), (75, -1)]
 
 #: training steps replaced by the chip crop: the chip generator picks the
 #: scale and the region of every training sample
@@ -96,8 +101,7 @@ def convert_train_pipeline(pipeline: Sequence[dict],
         tuple[list, list]: The new steps and one comment per step
         (``''`` when it is unchanged).
     """
-    steps, comments = [], []
-    crop_at = None
+    steps, comments, removed = [], [], []
     for step in pipeline:
         step = copy.deepcopy(dict(step))
         name = _type(step)
@@ -107,12 +111,7 @@ def convert_train_pipeline(pipeline: Sequence[dict],
             notes.append(f'{where}: LoadImageFromFile -> '
                          'LoadSniperChipFromFile')
         elif name in GEOMETRIC_STEPS or name in MIXING_STEPS:
-            if crop_at is None:
-                crop_at = len(steps)
-                steps.append(dict(type='SniperChipCrop'))
-                comments.append(f'replaces: {_brief(step)}')
-            else:
-                comments[crop_at] += f'\n          {_brief(step)}'
+            removed.append(_brief(step))
             why = ('multi-image mixing' if name in MIXING_STEPS else
                    'the chip sets scale and region')
             notes.append(f'{where}: removed {_brief(step)} ({why})')
@@ -124,11 +123,13 @@ def convert_train_pipeline(pipeline: Sequence[dict],
         else:
             steps.append(step)
             comments.append('')
-    if crop_at is None:  # no resize at all: crop right after the annotations
-        at = next((i + 1 for i, s in enumerate(steps)
-                   if _type(s) == 'LoadAnnotations'), 1)
-        steps.insert(at, dict(type='SniperChipCrop'))
-        comments.insert(at, 'cuts the chip')
+    # the chip is cut in the coordinates of the unflipped image: right
+    # after the annotations are loaded, before any flip or colour step
+    at = next((i + 1 for i, s in enumerate(steps)
+               if _type(s) == 'LoadAnnotations'), 1)
+    steps.insert(at, dict(type='SniperChipCrop'))
+    comments.insert(at, 'replaces: ' + '\n          '.join(removed)
+                    if removed else 'cuts the chip')
     if not any(_type(s) == 'LoadSniperChipFromFile' for s in steps):
         raise ValueError(
             f'make_sniper_config: {where} has no LoadImageFromFile to '
@@ -228,6 +229,14 @@ def _scales_from_advice(path: str) -> Tuple[list, list]:
             f'analyze_scales.py --out-dir): {exc!r}') from None
 
 
+def _same(a, b) -> bool:
+    norm = [tuple(x) if isinstance(x, (list, tuple)) else float(x)
+            for x in a]
+    return norm == [
+        tuple(x) if isinstance(x, (list, tuple)) else float(x) for x in b
+    ]
+
+
 def _test_pipeline(cfg: Config) -> Optional[list]:
     """The source's test pipeline without its resizing steps."""
     from .tta import RESIZING_STEPS
@@ -248,7 +257,10 @@ def make_sniper_config(source: str,
                        valid_ranges: Optional[Sequence] = None,
                        advice: Optional[str] = None,
                        chip_size: int = 512,
-                       stride: int = 32) -> Tuple[str, List[str]]:
+                       stride: int = 32,
+                       test_scales: Optional[Sequence] = None,
+                       test_valid_ranges: Optional[Sequence] = None
+                       ) -> Tuple[str, List[str]]:
     """Write the SNIPER version of a detector config.
 
     Args:
@@ -263,6 +275,9 @@ def make_sniper_config(source: str,
             ``tools/analysis_tools/analyze_scales.py``.
         chip_size (int): Chip side. Defaults to 512.
         stride (int): Chip stride. Defaults to 32.
+        test_scales, test_valid_ranges (list, optional): The ``--tta``
+            scales and ranges; default: the reference COCO test ones with
+            the reference training scales, else the training ones.
 
     Returns:
         tuple[str, list[str]]: The config text and one line per change.
@@ -281,6 +296,20 @@ def make_sniper_config(source: str,
     if len(scales) != len(valid_ranges):
         raise ValueError(f'make_sniper_config: {len(scales)} scales but '
                          f'{len(valid_ranges)} valid ranges')
+    if (test_scales is None) != (test_valid_ranges is None):
+        raise ValueError('make_sniper_config: give both test_scales and '
+                         'test_valid_ranges')
+    if test_scales is None:
+        reference = (_same(scales, REFERENCE_SCALES)
+                     and _same(valid_ranges, REFERENCE_VALID_RANGES))
+        test_scales = REFERENCE_TEST_SCALES if reference else scales
+        test_valid_ranges = (REFERENCE_TEST_VALID_RANGES
+                             if reference else valid_ranges)
+    test_scales, test_valid_ranges = list(test_scales), list(
+        test_valid_ranges)
+    if len(test_scales) != len(test_valid_ranges):
+        raise ValueError(f'make_sniper_config: {len(test_scales)} test '
+                         f'scales but {len(test_valid_ranges)} test ranges')
     if int(chip_size) <= 0 or int(stride) <= 0 or stride >= chip_size:
         raise ValueError('make_sniper_config: need 0 < stride < chip_size, '
                          f'got chip_size={chip_size}, stride={stride}')
@@ -328,13 +357,13 @@ def make_sniper_config(source: str,
             hook['switch_pipeline'], _ = convert_train_pipeline(
                 hook['switch_pipeline'], notes,
                 f'custom_hooks.{_type(hook)}.switch_pipeline')
-    if not any(_type(h) == 'SniperIgnoreCheckHook' for h in hooks):
-        hooks.append(dict(type='SniperIgnoreCheckHook'))
+    for name in ('SniperIgnoreCheckHook', 'SniperTTAStatsHook'):
+        if not any(_type(h) == name for h in hooks):
+            hooks.append(dict(type=name))
 
-    when = datetime.date.today().isoformat()
     lines = [
         f'# SNIPER training of {source}',
-        f'# made by tools/misc/make_sniper_config.py on {when}: the source',
+        '# made by tools/misc/make_sniper_config.py: the source',
         '# is inherited; below is what SNIPER changes. See the README,',
         '# "Add SNIPER to your config".',
         f'_base_ = {_base_ref(source, out)!r}',
@@ -380,18 +409,21 @@ def make_sniper_config(source: str,
     lines += ['', f'model = {_fmt(model_override)}']
     lines += [
         '', '# SniperIgnoreCheckHook: training stops at once if a head would '
-        'train', '# the ignored GT of a chip as background',
-        f'custom_hooks = {_fmt(hooks)}'
+        'train', '# the ignored GT of a chip as background; '
+        'SniperTTAStatsHook logs the', '# pixels and time per image of '
+        '--tta (a no-op otherwise)', f'custom_hooks = {_fmt(hooks)}'
     ]
     lines += [
-        '', '# tools/test.py --tta: SNIPER multi-scale test at the training '
-        'scales', '# (tune the scales and ranges for your test images)',
+        '', '# tools/test.py --tta: SNIPER multi-scale test, finest first; '
+        'test ranges', '# are lo < sqrt(area) <= hi in original px',
+        f'sniper_test_scales = {_fmt(test_scales)}',
+        f'sniper_test_valid_ranges = {_fmt(test_valid_ranges)}',
         'tta_model = dict(',
     ] + (['    _delete_=True,  # not the source\'s DetTTAModel']
          if 'tta_model' in cfg else []) + [
         "    type='SniperTTAModel',",
-        '    scales=sniper_scales,',
-        '    valid_ranges=sniper_valid_ranges,',
+        '    scales=sniper_test_scales,',
+        '    valid_ranges=sniper_test_valid_ranges,',
         '    merge_cfg=dict(',
         "        nms=dict(type='soft_nms', iou_threshold=0.3, sigma=0.55,",
         "                 min_score=0.001, method='gaussian'),",

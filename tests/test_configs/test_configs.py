@@ -98,7 +98,7 @@ def set_num_classes(model_cfg, num):
 def test_config_builds_model_and_datasets(path, tmp_path):
     cfg = Config.fromfile(path)
     assert 'mmsniper' in cfg.custom_imports['imports']
-    write_image_dataset(str(tmp_path), num_images=2)
+    write_image_dataset(str(tmp_path), num_images=2, masks=True)
     point_at(cfg, str(tmp_path))
     model = MODELS.build(cfg.model)
     assert sum(p.numel() for p in model.parameters()) > 0
@@ -294,3 +294,26 @@ def test_rpn_coco_config_has_no_sniper_test():
     cfg = Config.fromfile(
         osp.join(ROOT, 'configs', 'sniper', 'rpn_r50_fpn_sniper-2e_coco.py'))
     assert 'tta_model' not in cfg
+
+
+#: configs/sniper files written by tools/misc/make_sniper_config.py
+TOOL_MADE = ('cascade-rcnn_r50_fpn_sniper-1x_coco.py',
+             'mask-rcnn_r50_fpn_sniper-1x_coco.py',
+             'rtmdet_tiny_sniper-300e_coco.py',
+             'dino-4scale_r50_sniper-12e_coco.py')
+
+
+@pytest.mark.parametrize('name', TOOL_MADE)
+def test_tool_made_configs_equal_the_tools_output(name):
+    """They are what the tool writes today from their mmdet source (the
+    reference scales and ranges, chip 512): regenerate them after changing
+    the tool."""
+    from mmsniper.apis import make_sniper_config
+    path = osp.join(ROOT, 'configs', 'sniper', name)
+    with open(path) as f:
+        text = f.read()
+    source = text.splitlines()[0].split('SNIPER training of ')[1]
+    made, _ = make_sniper_config(source, out=path)
+    assert made == text, (
+        f'{name} differs from the tool output: python '
+        f'tools/misc/make_sniper_config.py {source} --out {path} --force')

@@ -4,6 +4,7 @@
     python tools/misc/make_sniper_config.py SOURCE --out NEW.py
         [--scales S [S ...] --valid-ranges LO,HI [LO,HI ...] |
          --advice scale_advice.json] [--chip-size 512] [--stride 32]
+        [--test-scales S [S ...] --test-valid-ranges LO,HI [LO,HI ...]]
         [--no-check]
 
 SOURCE is an ``mmdet::`` model-zoo config (e.g.
@@ -51,6 +52,17 @@ def parse_args(argv=None):
         help='one LO,HI sqrt-area range (original px, -1 open) per scale')
     parser.add_argument(
         '--advice', help='scale_advice.json of analyze_scales.py --out-dir')
+    parser.add_argument(
+        '--test-scales',
+        nargs='+',
+        type=parse_scale,
+        help='--tta scales (default: the reference COCO test scales with '
+        'the reference training scales, else the training scales)')
+    parser.add_argument(
+        '--test-valid-ranges',
+        nargs='+',
+        type=parse_range,
+        help='one LO,HI test range per test scale')
     parser.add_argument('--chip-size', type=int, default=512)
     parser.add_argument('--stride', type=int, default=32)
     parser.add_argument(
@@ -93,7 +105,9 @@ def main(argv=None):
             valid_ranges=args.valid_ranges,
             advice=args.advice,
             chip_size=args.chip_size,
-            stride=args.stride)
+            stride=args.stride,
+            test_scales=args.test_scales,
+            test_valid_ranges=args.test_valid_ranges)
     except (ValueError, FileNotFoundError) as exc:
         parser.error(str(exc))
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
