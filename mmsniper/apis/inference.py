@@ -84,10 +84,24 @@ def init_sniper_detector(config: Union[str, Path, Config],
             'with scales: inherit configs/_base_/sniper_tta.py or pass '
             'tta_model=dict(scales=..., valid_ranges=...)')
     tta_cfg.setdefault('type', 'SniperTTAModel')
+    # mmdet's init_detector clears ``model.backbone.init_cfg`` (no
+    # pretrained download) unless given cfg_options; a wrapper such as
+    # AutoFocusDetector keeps its backbone in ``model.detector``: clear it
+    # here and pass empty cfg_options, which init_detector then merges
+    model_cfg = config.model
+    while 'backbone' not in model_cfg and 'detector' in model_cfg:
+        model_cfg = model_cfg.detector
+    if 'backbone' not in model_cfg:
+        raise ValueError(
+            f'config {getattr(config, "filename", config)}: no backbone in '
+            'model (nor in model.detector)')
+    if 'init_cfg' in model_cfg.backbone:
+        model_cfg.backbone.init_cfg = None
     # one scoped call: the named checkpoint is trusted, nothing global
     with trusted_checkpoint_loading(trusted_files=[checkpoint]):
         detector = init_detector(
-            config, checkpoint, palette=palette, device=device)
+            config, checkpoint, palette=palette, device=device,
+            cfg_options={})
     init_default_scope(config.get('default_scope', 'mmdet'))
     model = MODELS.build(dict(tta_cfg, module=detector))
     model.cfg = config

@@ -211,7 +211,9 @@ def generate_focus_chips(focus_map,
     Args:
         focus_map (np.ndarray): ``(H, W)`` probabilities. A map larger than
             the region's cells (padding of the network input) is cropped to
-            ``ceil(scaled size / stride)`` cells.
+            ``ceil(scaled size / stride)`` cells; one that covers the region
+            as the detector saw it (rounded to whole pixels) but not its
+            last fraction of a pixel is padded with zeros.
         threshold (float): Probability at which a cell is set.
         dilation (int): Side of the square dilation kernel, in cells.
         min_size (int): Minimum chip side, in cells.
@@ -241,12 +243,22 @@ def generate_focus_chips(focus_map,
     scaled_h, scaled_w = height * scale, width * scale
     cells_h = math.ceil(scaled_h / stride - 1e-9)
     cells_w = math.ceil(scaled_w / stride - 1e-9)
-    if fmap.shape[0] < cells_h or fmap.shape[1] < cells_w:
+    # The detector saw the region resized to whole pixels (mmcv rounds:
+    # int(x + 0.5)); its map may stop there, a fraction of a pixel short of
+    # the last cell (e.g. 272.38 px: 17 cells seen, 18 needed). That
+    # sliver got no prediction: it is zero, not an error.
+    seen_h = math.ceil(max(1, int(scaled_h + 0.5)) / stride)
+    seen_w = math.ceil(max(1, int(scaled_w + 0.5)) / stride)
+    if (fmap.shape[0] < min(cells_h, seen_h)
+            or fmap.shape[1] < min(cells_w, seen_w)):
         raise ValueError(
             f'focus_map of shape {fmap.shape} does not cover a region of '
-            f'{scaled_w:.0f} x {scaled_h:.0f} px at stride {stride} (needs '
-            f'{cells_h} x {cells_w} cells)')
+            f'{scaled_w:.2f} x {scaled_h:.2f} px at stride {stride} (needs '
+            f'{min(cells_h, seen_h)} x {min(cells_w, seen_w)} cells)')
     fmap = np.nan_to_num(fmap[:cells_h, :cells_w], nan=0.0)
+    if fmap.shape != (cells_h, cells_w):
+        fmap = np.pad(fmap, ((0, cells_h - fmap.shape[0]),
+                             (0, cells_w - fmap.shape[1])))
     mask = _dilate(fmap >= threshold, dilation)
     boxes = _region_boxes(mask).astype(np.int64)
     count = -1

@@ -216,3 +216,46 @@ class TestFocusChips:
                     overlap = (min(a[2], b[2]) - max(a[0], b[0]) > 0
                                and min(a[3], b[3]) - max(a[1], b[1]) > 0)
                     assert not overlap
+
+
+def _head_cells(image_size, factor, stride=16, pad_divisor=32):
+    """The map FocusPixelHead.predict returns for a region resized by
+    ``factor``: the detector sees mmcv's rounded size, padded to the
+    divisor, and the head cuts ``ceil(seen / stride)`` cells."""
+    from mmsniper.chips import scaled_size
+    seen_h, seen_w = scaled_size(image_size, factor)
+    padded_h = -(-seen_h // pad_divisor) * pad_divisor
+    padded_w = -(-seen_w // pad_divisor) * pad_divisor
+    return (min(padded_h // stride, -(-seen_h // stride)),
+            min(padded_w // stride, -(-seen_w // stride)))
+
+
+@pytest.mark.parametrize('scale', [1.0, 1.43, 3.0, 0.6, (480, 512),
+                                   (800, 1280), (1400, 2000), (-1, 512),
+                                   (-1, 1216)])
+def test_head_maps_fit_every_image_size(scale):
+    """Issue 19, item 1: a scaled side just above a multiple of 16 (500 x
+    266 at (480, 512): 272.38 px) made the head's map one cell short.
+    Every size from 100 to 1400 px a side (a sweep, both orientations)
+    now gives chips, for every kind of scale."""
+    from mmsniper.chips import compute_scale_factor
+    rng = np.random.default_rng(0)
+    sizes = [(266, 500), (421, 640), (500, 266)] + [
+        tuple(int(v) for v in rng.integers(100, 1400, size=2))
+        for _ in range(400)
+    ]
+    for size in sizes:
+        factor = compute_scale_factor(scale, size)
+        fmap = np.ones(_head_cells(size, factor))
+        chips = generate_focus_chips(fmap, 0.5, 3, 4, size, scale=factor)
+        assert len(chips), (size, scale)
+        assert (chips[:, 2] <= size[1] + 1e-6).all()
+        assert (chips[:, 3] <= size[0] + 1e-6).all()
+    # the reported cases, exactly
+    factor = compute_scale_factor((480, 512), (266, 500))
+    assert 266 * factor == pytest.approx(272.38, abs=0.01)
+    assert _head_cells((266, 500), factor) == (17, 32)
+    # a map short of the rounded size is still refused
+    with pytest.raises(ValueError, match='does not cover'):
+        generate_focus_chips(np.ones((16, 32)), 0.5, 3, 4, (266, 500),
+                             scale=factor)

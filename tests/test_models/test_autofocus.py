@@ -170,3 +170,26 @@ def test_checkpoint_interchange(monkeypatch):
     again.load_state_dict(state, strict=True)
     assert torch.equal(again.focus_head.layers[0].weight,
                        state['focus_head.layers.0.weight'])
+
+
+@pytest.mark.parametrize('image_size, scale', [((266, 500), (480, 512)),
+                                               ((421, 640), (800, 1280))])
+def test_head_map_of_a_rounded_scaled_image_makes_focus_chips(
+        image_size, scale):
+    """Issue 19, item 1: the head's map of an image whose scaled side is a
+    fraction of a pixel above a multiple of 16 (272.38 px, 1216.15 px) is
+    accepted by generate_focus_chips (it raised 'does not cover')."""
+    from mmsniper.chips import (compute_scale_factor, generate_focus_chips,
+                                scaled_size)
+    factor = compute_scale_factor(scale, image_size)
+    seen_h, seen_w = scaled_size(image_size, factor)
+    pad_h, pad_w = -(-seen_h // 32) * 32, -(-seen_w // 32) * 32
+    head = FocusPixelHead(in_channels=4, feat_channels=4)
+    sample = DetDataSample(metainfo=dict(img_shape=(seen_h, seen_w)))
+    feats = [torch.zeros(1, 4, pad_h // 16, pad_w // 16)]
+    fmap = head.predict(feats, (pad_h, pad_w), [sample])[0]
+    assert (fmap.shape[0] * 16 < image_size[0] * factor
+            or fmap.shape[1] * 16 < image_size[1] * factor)  # the case
+    chips = generate_focus_chips(fmap.detach().numpy(), 0.0, 3, 4, image_size,
+                                 scale=factor)
+    assert len(chips) and chips[:, 2:].max() <= max(image_size)

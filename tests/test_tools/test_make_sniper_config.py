@@ -189,6 +189,8 @@ def test_family_trains_on_chips_and_tests_with_tta(family, tmp_path,
     loss = runner.message_hub.get_scalar('train/loss')
     assert runner.iter == 2 and len(loss.data[0]) == 2
     assert all(math.isfinite(v) for v in loss.data[0]), loss.data[0]
+    if family == 'yolox':  # YOLOXModeSwitchHook ran on the chip dataset
+        assert runner.model.bbox_head.use_l1
 
     tta_cfg = sniper_tta_config(cfg)
     tta_cfg.work_dir = str(tmp_path / 'tta')

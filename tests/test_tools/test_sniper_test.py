@@ -176,3 +176,35 @@ def test_image_demo_writes_pictures(trained, tmp_path):
     assert names == ['0000.jpg', '0001.jpg']
     assert cv2.imread(str(out_dir / '0000.jpg')).shape[:2] == IMG_SIZE
     assert 'SNIPER test: 2 images' in res.output
+
+
+def test_api_loads_and_runs_an_autofocus_model(tmp_path):
+    """Issue 19, item 2: mmdet's init_detector reads model.backbone, which
+    an AutoFocusDetector keeps in model.detector."""
+    from mmengine.config import Config
+
+    from mmdet.registry import MODELS
+    from mmsniper.apis import inference_sniper, init_sniper_detector
+    config = (tc.REPO_ROOT / 'configs/sniper' /
+              'faster-rcnn_r18-slim_fpn_sniper-autofocus-demo_synthetic.py')
+    write_image_dataset(str(tmp_path), num_images=1, size=IMG_SIZE,
+                        classes=CLASSES)
+    cfg = Config.fromfile(str(config))
+    torch.manual_seed(0)
+    built = MODELS.build(cfg.model)
+    ckpt = tmp_path / 'autofocus.pth'
+    torch.save(dict(state_dict=built.state_dict(),
+                    meta=dict(dataset_meta=dict(classes=CLASSES))), ckpt)
+    model = init_sniper_detector(str(config), str(ckpt), device='cpu')
+    assert type(model).__name__ == 'AutoFocusTTAModel'
+    assert type(model.module).__name__ == 'AutoFocusDetector'
+    assert model.dataset_meta['classes'] == CLASSES
+    key = next(k for k in built.state_dict() if k.startswith('focus_head'))
+    assert torch.equal(model.module.state_dict()[key],
+                       built.state_dict()[key])
+    image = next((tmp_path / 'images').glob('*.jpg'))
+    result = inference_sniper(model, str(image))
+    assert tuple(result.ori_shape) == IMG_SIZE
+    assert 'bboxes' in result.pred_instances
+    assert model.sniper_stats['images'] == 1
+    assert model.sniper_stats['full_pixels'].sum() > 0
