@@ -67,6 +67,9 @@ class TileStoreError(OSError):
 
 def num_levels(height: int, width: int, tile: int) -> int:
     """Levels 0..L-1: halve until the level fits in one tile."""
+    if not isinstance(tile, (int, np.integer)) or tile < 16 or tile % 16:
+        raise ValueError(f'tile must be a positive multiple of 16 (TIFF '
+                         f'tiles), got {tile!r}')
     levels = 1
     while max(height, width) > tile:
         height, width = -(-height // 2), -(-width // 2)

@@ -495,3 +495,25 @@ def test_gigapixel_image_trains_from_the_store(giga):
     peak_mb = int(lines['WORKER_PEAK_KB']) / 1024
     print(f'gigapixel training: worker peak {peak_mb:.0f} MB')
     assert peak_mb < 1024, f'worker peak RSS {peak_mb:.0f} MB'
+
+
+@pytest.mark.parametrize('args, word', [
+    (['--tile', '0'], 'multiple of 16'),
+    (['--tile', '100'], 'multiple of 16'),
+    (['--tile', 'x'], 'not an integer'),
+    (['--nproc', '0'], 'must be >= 1'),
+])
+def test_bad_numbers_are_refused_before_any_work(tmp_path, capsys, args,
+                                                 word):
+    """Issue 19, item 4: ``--tile 0`` hung in num_levels and wrote
+    ``tile: 0`` into store.json."""
+    ann, img_dir = make_dataset(str(tmp_path))
+    out = tmp_path / 'store'
+    with pytest.raises(SystemExit) as exc:
+        build_tile_store.main([ann, '--img-dir', img_dir, '--out', str(out),
+                               *args])
+    assert exc.value.code == 2
+    assert word in capsys.readouterr().err
+    assert not out.exists()
+    with pytest.raises(ValueError, match='multiple of 16'):
+        num_levels(64, 64, 0)

@@ -43,6 +43,28 @@ from mmsniper.datasets.tile_store import (  # noqa: E402
     write_store_meta, write_tiled_pyramid)
 
 
+def tile_side(text: str) -> int:
+    """``--tile``: a positive multiple of 16 (TIFF tiles)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'not an integer: {text!r}')
+    if value < 16 or value % 16:
+        raise argparse.ArgumentTypeError(
+            f'must be a positive multiple of 16, got {value}')
+    return value
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'not an integer: {text!r}')
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'must be >= 1, got {value}')
+    return value
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Build a tiled pyramidal image store (resumable)')
@@ -52,7 +74,7 @@ def parse_args(argv=None):
     add_image_source_args(parser, 'convert')
     parser.add_argument(
         '--tile',
-        type=int,
+        type=tile_side,
         default=256,
         help='tile side in px (multiple of 16)')
     parser.add_argument(
@@ -62,7 +84,7 @@ def parse_args(argv=None):
         help='lossless tile compression')
     parser.add_argument(
         '--nproc',
-        type=int,
+        type=positive_int,
         default=os.cpu_count() or 1,
         help='worker processes')
     parser.add_argument(
