@@ -32,7 +32,8 @@ from .scales import (LOWER_BOUND_SCALES, box_sqrt_areas,
                      compute_scale_factors, in_valid_range,
                      normalize_valid_range, normalize_valid_ranges,
                      validity_ranges)
-from .settings import (GtValidity, check_chip_settings, gt_scale_validity,
+from .settings import (GtValidity, check_chip_settings,
+                       check_scales_and_ranges, gt_scale_validity,
                        image_scale_factors)
 from .tiles import (axis_tiles, plan_scale_tiles, scaled_size, tile_layout,
                     tile_overlap)
@@ -46,7 +47,8 @@ __all__ = [
     'generate_positive_chips', 'generate_negative_chips',
     'generate_negative_scale_chips', 'negative_proposal_mask', 'check_bboxes',
     'clip_bboxes', 'containment_matrix', 'FIT_TOLERANCE', 'MIN_BOX_SIDE',
-    'check_chip_settings', 'GtValidity', 'gt_scale_validity',
+    'check_chip_settings', 'check_scales_and_ranges',
+    'GtValidity', 'gt_scale_validity',
     'image_scale_factors', 'DEFAULT_BAND', 'ScaleProposal', 'propose_scales',
     'size_percentiles', 'resize_pixels', 'SettingsReport', 'evaluate_settings',
     'LOWER_BOUND_SCALES', 'check_lower_bound_scales', 'validity_ranges',

@@ -15,6 +15,7 @@ like OpenCV's contours in the reference): a numpy flood fill is orders of
 magnitude slower on a 1000 x 1000 map.
 """
 import math
+import warnings
 
 import numpy as np
 
@@ -237,6 +238,12 @@ def generate_focus_chips(focus_map,
     min_size = _check_positive_int('min_size', min_size)
     if not (math.isfinite(scale) and scale > 0):
         raise ValueError(f'scale must be positive and finite, got {scale!r}')
+    if not (isinstance(threshold, (int, float, np.number))
+            and 0 <= threshold <= 1):
+        # a probability threshold: above 1 (or NaN) no cell is ever set and
+        # the finer scales would process nothing
+        raise ValueError(f'threshold must be a probability in [0, 1], got '
+                         f'{threshold!r}')
     height, width = (float(v) for v in image_size)
     if not (height > 0 and width > 0):
         raise ValueError(f'image_size must be positive, got {image_size!r}')
@@ -255,7 +262,13 @@ def generate_focus_chips(focus_map,
             f'focus_map of shape {fmap.shape} does not cover a region of '
             f'{scaled_w:.2f} x {scaled_h:.2f} px at stride {stride} (needs '
             f'{min(cells_h, seen_h)} x {min(cells_w, seen_w)} cells)')
-    fmap = np.nan_to_num(fmap[:cells_h, :cells_w], nan=0.0)
+    fmap = fmap[:cells_h, :cells_w]
+    nan_cells = int(np.isnan(fmap).sum())
+    if nan_cells:
+        warnings.warn(f'focus_map has {nan_cells} NaN cells of '
+                      f'{fmap.size} (a diverged focus head?); they count as '
+                      'background, so no FocusChip comes from them')
+        fmap = np.nan_to_num(fmap, nan=0.0)
     if fmap.shape != (cells_h, cells_w):
         fmap = np.pad(fmap, ((0, cells_h - fmap.shape[0]),
                              (0, cells_w - fmap.shape[1])))

@@ -22,6 +22,7 @@ from .scales import (UNBOUNDED, _check_resolution, _is_real_number,
 
 __all__ = [
     'parse_scale', 'parse_range', 'NEGATIVE_VALUE_MATCHER',
+    'check_scales_and_ranges',
     'check_chip_settings', 'GtValidity', 'gt_scale_validity',
     'image_scale_factors', 'REFERENCE_RANGES_HINT'
 ]
@@ -48,33 +49,17 @@ def _scale_rank(scale):
     return 'long', long_cap
 
 
-def check_chip_settings(scales: Sequence,
-                        valid_ranges: Sequence,
-                        chip_size: int,
-                        stride: int,
-                        stride_jitter: Optional[Sequence[int]] = None,
-                        owner: str = 'SniperChipDataset') -> None:
-    """Reject chip settings that cannot be what the user meant.
+def check_scales_and_ranges(scales: Sequence,
+                            valid_ranges: Sequence,
+                            owner: str = 'SniperChipDataset') -> None:
+    """The scale and range part of :func:`check_chip_settings`: well-formed
+    scales, finest first; one ``(lo, hi)`` per scale, ordered like them.
 
-    Each error names the key (``owner.key[i]``) and says how to fix it.
-    Checked: a non-positive or malformed scale; scales not finest first
-    (among plain factors, and among resolution pairs of the same kind; a
-    factor against a pair depends on the image and is not checked here);
-    one valid range per scale, each with ``lo < hi``, and ranges ordered
-    like the scales (neither ``lo`` nor ``hi`` may decrease from a finer
-    scale to a coarser one); a chip not larger than the grid stride (or
-    the largest jittered stride).
-
-    Args:
-        scales (Sequence): Scale specs, finest first.
-        valid_ranges (Sequence): One ``(lo, hi)`` per scale, orig px.
-        chip_size (int): Chip side, chip px.
-        stride (int): Candidate grid step, chip px.
-        stride_jitter (Sequence[int], optional): ``(low, high)`` strides.
-        owner (str): Name used in the messages.
+    Also the check of the test-time models (``owner='SniperTTAModel'``),
+    whose scales and ranges follow the same order.
 
     Raises:
-        ValueError: On the first problem found.
+        ValueError: On the first problem found, naming ``owner.key[i]``.
     """
     if isinstance(scales, (str, bytes)) or _is_real_number(scales) or \
             not hasattr(scales, '__len__') or len(scales) == 0:
@@ -142,6 +127,37 @@ def check_chip_settings(scales: Sequence,
                 f'{tuple(valid_ranges[i - 1])}; fix: neither lo nor hi may '
                 f'decrease from one range to the next, '
                 f'{REFERENCE_RANGES_HINT}')
+
+
+def check_chip_settings(scales: Sequence,
+                        valid_ranges: Sequence,
+                        chip_size: int,
+                        stride: int,
+                        stride_jitter: Optional[Sequence[int]] = None,
+                        owner: str = 'SniperChipDataset') -> None:
+    """Reject chip settings that cannot be what the user meant.
+
+    Each error names the key (``owner.key[i]``) and says how to fix it.
+    Checked: a non-positive or malformed scale; scales not finest first
+    (among plain factors, and among resolution pairs of the same kind; a
+    factor against a pair depends on the image and is not checked here);
+    one valid range per scale, each with ``lo < hi``, and ranges ordered
+    like the scales (neither ``lo`` nor ``hi`` may decrease from a finer
+    scale to a coarser one); a chip not larger than the grid stride (or
+    the largest jittered stride).
+
+    Args:
+        scales (Sequence): Scale specs, finest first.
+        valid_ranges (Sequence): One ``(lo, hi)`` per scale, orig px.
+        chip_size (int): Chip side, chip px.
+        stride (int): Candidate grid step, chip px.
+        stride_jitter (Sequence[int], optional): ``(low, high)`` strides.
+        owner (str): Name used in the messages.
+
+    Raises:
+        ValueError: On the first problem found.
+    """
+    check_scales_and_ranges(scales, valid_ranges, owner)
     for name, value in (('chip_size', chip_size), ('stride', stride)):
         if isinstance(value, (bool, np.bool_)) or not isinstance(
                 value, (int, np.integer)) or value <= 0:

@@ -259,3 +259,17 @@ def test_head_maps_fit_every_image_size(scale):
     with pytest.raises(ValueError, match='does not cover'):
         generate_focus_chips(np.ones((16, 32)), 0.5, 3, 4, (266, 500),
                              scale=factor)
+
+
+def test_threshold_out_of_range_and_nan_maps_are_not_silent():
+    """Issue 19, item 6: a threshold above 1 or NaN set no cell, and a NaN
+    map gave no chips, without a word."""
+    fmap = np.zeros((30, 40))
+    for threshold in (1.5, float('nan'), -0.1, '0.5'):
+        with pytest.raises(ValueError, match='threshold'):
+            generate_focus_chips(fmap, threshold, 3, 4, (480, 640))
+    fmap[:5, :5] = np.nan
+    fmap[20, 20] = 0.9
+    with pytest.warns(UserWarning, match='25 NaN cells'):
+        chips = generate_focus_chips(fmap, 0.5, 1, 2, (480, 640))
+    assert len(chips) == 1

@@ -95,8 +95,17 @@ def test_merge_plain_nms_and_top_k():
 
 
 def test_bad_config_is_named():
-    with pytest.raises(ValueError, match='valid ranges for 3 scales'):
+    with pytest.raises(ValueError, match='3 scales but 1 valid_ranges'):
         _model(valid_ranges=[(-1, 90)])
+    # issue 19, item 6: coarsest first (ranges left finest first) gave
+    # each scale another scale's range
+    with pytest.raises(ValueError,
+                       match=r'SniperTTAModel.scales = .*finest first'):
+        _model(scales=[(480, 512), (800, 1280), (1400, 2000)])
+    with pytest.raises(ValueError, match='finest first'):
+        _model(scales=[0.5, 1.0], valid_ranges=[(-1, 64), (32, -1)])
+    with pytest.raises(ValueError, match='ordered like the scales'):
+        _model(valid_ranges=[(75, -1), (32, 180), (-1, 90)])
     with pytest.raises(ValueError, match='positive'):
         _model(scales=[0, 1.0, 2.0])
     with pytest.raises(ValueError, match='unknown tile_cfg'):

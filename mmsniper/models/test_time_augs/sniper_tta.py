@@ -14,10 +14,10 @@ from mmengine.structures import InstanceData
 
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
-from mmsniper.chips import (compute_scale_factor, edge_cut_mask, flip_boxes,
-                            map_boxes_to_original, normalize_valid_ranges,
-                            plan_scale_tiles, scale_valid_range_mask,
-                            scaled_size)
+from mmsniper.chips import (check_scales_and_ranges, compute_scale_factor,
+                            edge_cut_mask, flip_boxes, map_boxes_to_original,
+                            normalize_valid_ranges, plan_scale_tiles,
+                            scale_valid_range_mask, scaled_size)
 from mmsniper.utils.progress import warn_once
 
 _CV2_INTERP = dict(
@@ -238,6 +238,9 @@ class SniperTTAModel(BaseTTAModel):
         if isinstance(scales, (str, bytes)) or not len(scales):
             raise ValueError(f'scales must be a non-empty list, got '
                              f'{scales!r}')
+        # finest first, one range per scale in the same order: a reversed
+        # list would give each scale another scale's range
+        check_scales_and_ranges(scales, valid_ranges, type(self).__name__)
         self.scales = [
             tuple(s) if isinstance(s, (list, tuple)) else s for s in scales
         ]
