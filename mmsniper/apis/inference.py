@@ -145,6 +145,22 @@ def _test_pipeline(cfg: Config, from_array: bool) -> Compose:
     return Compose(steps)
 
 
+def _check_array(img: np.ndarray, idx: int) -> None:
+    """An array image is what mmdet's loader gives: uint8 BGR (H, W, 3)."""
+    name = f'inference_sniper: array {idx}'
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(
+            f'{name} has shape {img.shape}: give a BGR (H, W, 3) image (a '
+            'grayscale (H, W) one: np.repeat(img[..., None], 3, axis=2))')
+    if img.shape[0] < 1 or img.shape[1] < 1:
+        raise ValueError(f'{name} is empty: shape {img.shape}')
+    if img.dtype != np.uint8:
+        raise ValueError(
+            f'{name} is {img.dtype}: give uint8 pixels in 0..255 as mmcv '
+            'loads them (a float image in [0, 1] would be taken as nearly '
+            'black: (img * 255).round().astype(np.uint8))')
+
+
 def inference_sniper(model,
                      imgs: ImagesType,
                      batch_size: int = 1):
@@ -161,15 +177,21 @@ def inference_sniper(model,
         DetDataSample | list[DetDataSample]: One result for a single file or
         array, a list for a folder or a list; boxes in original px.
     """
+    if isinstance(batch_size, bool) or not isinstance(
+            batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f'inference_sniper: batch_size must be a positive '
+                         f'integer, got {batch_size!r}')
     single = isinstance(imgs, (str, Path, np.ndarray))
     if isinstance(imgs, (str, Path)) and osp.isdir(str(imgs)):
         imgs, single = list_images(str(imgs)), False
     elif single:
         imgs = [imgs]
     imgs = [str(i) if isinstance(i, Path) else i for i in imgs]
-    for img in imgs:
+    for idx, img in enumerate(imgs):
         if isinstance(img, str) and not osp.isfile(img):
             raise FileNotFoundError(f'image {img} does not exist')
+        if isinstance(img, np.ndarray):
+            _check_array(img, idx)
     cfg = model.cfg
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     pipelines = {}

@@ -208,3 +208,19 @@ def test_api_loads_and_runs_an_autofocus_model(tmp_path):
     assert 'bboxes' in result.pred_instances
     assert model.sniper_stats['images'] == 1
     assert model.sniper_stats['full_pixels'].sum() > 0
+
+
+@pytest.mark.parametrize('img, word', [
+    (np.zeros((0, 0, 3), np.uint8), 'empty'),
+    (np.zeros((40, 60), np.uint8), 'grayscale'),
+    (np.zeros((40, 60, 3), np.float32), 'float32'),
+])
+def test_api_refuses_arrays_it_would_misread(img, word):
+    """Issue 19, item 6: these failed deep in mmengine or were read as
+    0-255 pixels."""
+    from mmsniper.apis import inference_sniper
+    with pytest.raises(ValueError, match=word):
+        inference_sniper(object(), img)
+    with pytest.raises(ValueError, match='batch_size'):
+        inference_sniper(object(), np.zeros((4, 4, 3), np.uint8),
+                         batch_size=0)
