@@ -298,3 +298,17 @@ def test_script_runs_standalone(tmp_path):
     assert proc.stderr.strip() == (
         f'torchvision_mobilenetv2_to_mmdet.py: error: {src}: expected a '
         'state dict (a dict of tensors), got list')
+
+
+def test_out_through_a_symlinked_folder_is_still_in(tmp_path, capsys):
+    """Issue 19, item 10: abspath let OUT overwrite IN through a link."""
+    src = tmp_path / 'real' / 'tv.pth'
+    src.parent.mkdir()
+    torch.save(_random_tv_state_dict(), src)
+    before = src.read_bytes()
+    (tmp_path / 'link').symlink_to(tmp_path / 'real')
+    with pytest.raises(SystemExit) as info:
+        tool.main([str(src), str(tmp_path / 'link' / 'tv.pth')])
+    assert info.value.code == 2
+    assert 'OUT must differ from IN' in capsys.readouterr().err
+    assert src.read_bytes() == before

@@ -166,7 +166,8 @@ def main(argv=None):
     parser.add_argument('src', help='torchvision mobilenet_v2 state dict')
     parser.add_argument('dst', help='output checkpoint for mmdet')
     args = parser.parse_args(argv)
-    if osp.abspath(args.src) == osp.abspath(args.dst):
+    # real paths: OUT reached through a symlinked folder is still IN
+    if osp.realpath(args.src) == osp.realpath(args.dst):
         parser.error('OUT must differ from IN')
     try:
         checkpoint = convert(args.src, args.dst)
