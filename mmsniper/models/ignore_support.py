@@ -234,12 +234,14 @@ def check_ignore_support(model: nn.Module) -> List[str]:
                    for attr, a in _assigners_of(module)
                    if type(a).__name__ not in IGNORE_AWARE_ASSIGNERS]
             for attr, aname in bad:
+                fix = ("type='SniperMaxIoUAssigner'" if aname ==
+                       'MaxIoUAssigner' else
+                       "type='SniperIgnoreAssigner', "
+                       f"assigner=dict(type='{aname}', ...)")
                 problems.append(
                     f'{base} ({name}) assigns with {aname} ({attr}), which '
                     'trains the ignored GT of a chip as background: set '
-                    f"{_cfg_key(path)} to type='SniperIgnoreAssigner', "
-                    f"assigner=dict(type='{aname}', ...) (or "
-                    "'SniperMaxIoUAssigner' for a MaxIoUAssigner)")
+                    f'{_cfg_key(path)} to {fix}')
             continue
         problems.append(
             f'{base} ({name}) is not known to honour ignored GT: mmsniper '

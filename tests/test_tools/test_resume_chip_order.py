@@ -82,6 +82,11 @@ train_dataloader = dict(
             pipeline=sniper_train_pipeline)))
 randomness = dict(seed={seed})
 custom_hooks = [dict(type='ChipOrderHook', out={out!r}, kill_at={kill_at})]
+# ignore-aware, as tools/train.py requires on chips (merged over the base)
+model['roi_head']['type'] = 'SniperRoIHead'
+model['train_cfg'] = dict(
+    rpn=dict(assigner=dict(type='SniperMaxIoUAssigner')),
+    rcnn=dict(assigner=dict(type='SniperMaxIoUAssigner')))
 '''
 
 
