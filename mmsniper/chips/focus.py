@@ -135,10 +135,12 @@ def _dilate(mask: np.ndarray, size: int) -> np.ndarray:
     before = size // 2
     after = size - 1 - before
     # Separable: a square's max is the max along rows then along columns.
-    out = np.pad(mask, ((0, 0), (after, before)))
+    # Output cell i reads input cells i - before .. i + after, so the pad
+    # is ``before`` cells first (even sizes: one more after than before).
+    out = np.pad(mask, ((0, 0), (before, after)))
     out = np.lib.stride_tricks.sliding_window_view(out, size, axis=1)
     out = out.any(axis=-1)
-    out = np.pad(out, ((after, before), (0, 0)))
+    out = np.pad(out, ((before, after), (0, 0)))
     out = np.lib.stride_tricks.sliding_window_view(out, size, axis=0)
     return out.any(axis=-1)
 

@@ -273,3 +273,19 @@ def test_threshold_out_of_range_and_nan_maps_are_not_silent():
     with pytest.warns(UserWarning, match='25 NaN cells'):
         chips = generate_focus_chips(fmap, 0.5, 1, 2, (480, 640))
     assert len(chips) == 1
+
+
+@pytest.mark.parametrize('size', [1, 2, 3, 4, 5, 6])
+def test_dilation_matches_cv2_dilate(size):
+    """Issue 19, item 12: even sizes were mirrored by one cell against
+    cv2.dilate's default (centre) anchor, which the reference uses."""
+    cv2 = pytest.importorskip('cv2')
+    from mmsniper.chips.focus import _dilate
+    rng = np.random.default_rng(size)
+    for _ in range(20):
+        mask = rng.random((13, 17)) < 0.08
+        ours = _dilate(mask, size)
+        ref = cv2.dilate(mask.astype(np.uint8),
+                         np.ones((size, size), np.uint8),
+                         borderType=cv2.BORDER_CONSTANT, borderValue=0)
+        np.testing.assert_array_equal(ours, ref.astype(bool))
