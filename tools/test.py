@@ -59,6 +59,12 @@ def parse_args(argv=None):
         trust_help='trust checkpoints under DIR (e.g. a Pretrained init_cfg '
         'file that is not weights-only).')
     parser.add_argument('--tta', action='store_true', help='test time augment')
+    parser.add_argument(
+        '--allow-partial-checkpoint',
+        action='store_true',
+        help='test with a checkpoint that holds under half of the '
+        "detector's weights (refused by default: most likely another "
+        "model's, and the rest would be random)")
     return parser, sniper_utils.parse_runner_args(parser, argv)
 
 
@@ -82,10 +88,17 @@ def main(argv=None):
 
     with sniper_utils.trusted_checkpoint_loading(
             trusted_dirs=[cfg.work_dir, *args.trust_checkpoint_dir],
-            trusted_files=[args.checkpoint]):
+            trusted_files=[args.checkpoint]) as policy:
         sniper_utils.setup_cpu_distributed(cfg, args.launcher)
 
         runner = sniper_utils.build_tool_runner(cfg, args.launcher)
+        if not args.allow_partial_checkpoint:
+            model = runner.model
+            model = getattr(model, 'module', model)  # DDP
+            model = getattr(model, 'module', model)  # the --tta wrapper
+            sniper_utils.check_checkpoint_matches(
+                model, args.checkpoint, policy,
+                switch='--allow-partial-checkpoint')
 
         # dump predictions with a dummy metric
         if args.out is not None:
@@ -101,3 +114,5 @@ if __name__ == '__main__':
     except sniper_utils.UntrustedCheckpointError as exc:
         # the message says what to do; the traceback would only bury it
         sys.exit(f'tools/test.py: error: UntrustedCheckpointError: {exc}')
+    except sniper_utils.CheckpointMismatchError as exc:
+        sys.exit(f'tools/test.py: error: {exc}')

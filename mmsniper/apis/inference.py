@@ -39,7 +39,8 @@ def init_sniper_detector(config: Union[str, Path, Config],
                          device: str = 'cpu',
                          cfg_options: Optional[dict] = None,
                          palette: str = 'none',
-                         tta_model: Optional[dict] = None):
+                         tta_model: Optional[dict] = None,
+                         allow_partial_checkpoint: bool = False):
     """Build a SNIPER multi-scale detector from a config and a checkpoint.
 
     The detector is built and loaded by mmdet's ``init_detector`` and wrapped
@@ -59,6 +60,11 @@ def init_sniper_detector(config: Union[str, Path, Config],
         palette (str): Passed to mmdet's ``init_detector``.
         tta_model (dict, optional): Overrides merged into the config's
             ``tta_model`` (e.g. ``dict(scales=[...], valid_ranges=[...])``).
+        allow_partial_checkpoint (bool): Load a checkpoint that holds under
+            half of the detector's weights (e.g. a backbone only). By
+            default it is refused (``CheckpointMismatchError``): it is most
+            likely another model's, and the detector would run with random
+            weights.
 
     Returns:
         SniperTTAModel: In eval mode, with ``cfg`` and ``dataset_meta``.
@@ -66,7 +72,8 @@ def init_sniper_detector(config: Union[str, Path, Config],
     import mmsniper  # noqa: F401  registers mmsniper's modules
     from mmdet.apis import init_detector
 
-    from mmsniper.utils import trusted_checkpoint_loading
+    from mmsniper.utils import (check_checkpoint_matches,
+                                trusted_checkpoint_loading)
     if isinstance(config, (str, Path)):
         config = Config.fromfile(str(config))
     elif not isinstance(config, Config):
@@ -98,10 +105,12 @@ def init_sniper_detector(config: Union[str, Path, Config],
     if 'init_cfg' in model_cfg.backbone:
         model_cfg.backbone.init_cfg = None
     # one scoped call: the named checkpoint is trusted, nothing global
-    with trusted_checkpoint_loading(trusted_files=[checkpoint]):
+    with trusted_checkpoint_loading(trusted_files=[checkpoint]) as policy:
         detector = init_detector(
             config, checkpoint, palette=palette, device=device,
             cfg_options={})
+        if checkpoint is not None and not allow_partial_checkpoint:
+            check_checkpoint_matches(detector, checkpoint, policy)
     init_default_scope(config.get('default_scope', 'mmdet'))
     model = MODELS.build(dict(tta_cfg, module=detector))
     model.cfg = config

@@ -1,6 +1,7 @@
 """Utilities used by mmsniper's command-line tools."""
 from .checkpoint import (TRUST_DIR_FLAG, TRUSTED_DIRS_ENV,
-                         CheckpointTrustPolicy, UntrustedCheckpointError,
+                         CheckpointMismatchError, CheckpointTrustPolicy,
+                         UntrustedCheckpointError, check_checkpoint_matches,
                          is_weights_only_error, load_local_checkpoint,
                          trusted_checkpoint_loading, trusted_dirs_from_env)
 from .cli import (add_image_source_args, add_runner_args, build_tool_runner,
@@ -11,6 +12,7 @@ from .setup_env import (AMP_NEEDS_GPU_MSG, check_amp_available, has_amp_device,
 
 __all__ = [
     'TRUST_DIR_FLAG', 'TRUSTED_DIRS_ENV', 'CheckpointTrustPolicy',
+    'CheckpointMismatchError', 'check_checkpoint_matches',
     'UntrustedCheckpointError', 'is_weights_only_error',
     'load_local_checkpoint', 'trusted_checkpoint_loading',
     'trusted_dirs_from_env', 'AMP_NEEDS_GPU_MSG', 'check_amp_available',

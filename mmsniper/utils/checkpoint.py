@@ -253,3 +253,68 @@ def trusted_checkpoint_loading(trusted_dirs: Sequence[Optional[str]] = (),
                 _LOCAL_SCHEME, previous, force=True)
         else:  # pragma: no cover - mmengine always registers one
             CheckpointLoader._schemes.pop(_LOCAL_SCHEME, None)
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint holds few of the model's weights (another model's)."""
+
+
+#: share of the model's weights a checkpoint must hold (same name and
+#: shape) unless a partial load is allowed explicitly
+MIN_MATCHED_FRACTION = 0.5
+
+
+def checkpoint_match(model, filename: str,
+                     policy: Optional[CheckpointTrustPolicy] = None) -> tuple:
+    """How many of ``model``'s weights ``filename`` holds.
+
+    Keys are compared after mmengine's own revision (a leading
+    ``module.`` dropped on both sides, as for DDP or a TTA wrapper);
+    a weight counts when its name and shape agree.
+
+    Returns:
+        tuple[int, int, int]: ``(matched, model weights, file tensors)``.
+    """
+    ckpt = load_local_checkpoint(filename, map_location='cpu',
+                                 policy=policy)
+    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else {}
+    if not isinstance(state, dict):
+        state = {}
+
+    def strip(key: str) -> str:
+        return key[len('module.'):] if key.startswith('module.') else key
+
+    file_shapes = {
+        strip(k): tuple(v.shape)
+        for k, v in state.items() if isinstance(v, torch.Tensor)
+    }
+    model_shapes = {
+        strip(k): tuple(v.shape)
+        for k, v in model.state_dict().items()
+    }
+    matched = sum(
+        1 for k, shape in model_shapes.items() if file_shapes.get(k) == shape)
+    return matched, len(model_shapes), len(file_shapes)
+
+
+def check_checkpoint_matches(model, filename: str,
+                             policy: Optional[CheckpointTrustPolicy] = None,
+                             min_fraction: float = MIN_MATCHED_FRACTION,
+                             switch: str = 'allow_partial_checkpoint=True'
+                             ) -> tuple:
+    """Refuse a checkpoint that holds under ``min_fraction`` of the model's
+    weights: mmengine only logs its "do not match exactly" notice, and the
+    detector would run with random weights.
+
+    Raises:
+        CheckpointMismatchError: Naming the file, the counts and ``switch``.
+    """
+    matched, total, in_file = checkpoint_match(model, filename, policy)
+    if total and matched < min_fraction * total:
+        raise CheckpointMismatchError(
+            f'{filename}: only {matched} of the {total} weights of '
+            f'{type(model).__name__} are in this checkpoint ({in_file} '
+            'tensors in the file), so the detector would run mostly with '
+            'random weights: is it the checkpoint of another model? To load '
+            f'it anyway, pass {switch}')
+    return matched, total, in_file

@@ -224,3 +224,31 @@ def test_api_refuses_arrays_it_would_misread(img, word):
     with pytest.raises(ValueError, match='batch_size'):
         inference_sniper(object(), np.zeros((4, 4, 3), np.uint8),
                          batch_size=0)
+
+
+def test_checkpoint_of_another_model_is_refused(trained, tmp_path):
+    """Issue 19, item 7: a checkpoint matching few of the detector's keys
+    (an RPN's, a classifier's) loaded with exit status 0 and the detector
+    ran with random weights."""
+    from mmsniper.apis import init_sniper_detector
+    from mmsniper.utils import CheckpointMismatchError
+    state = torch.load(trained['ckpt'], map_location='cpu',
+                       weights_only=False)['state_dict']
+    rpn_only = {k: v for k, v in state.items() if not k.startswith('roi')}
+    rpn_only = {k: v for k, v in rpn_only.items()
+                if k.startswith('rpn_head')}  # no backbone, no neck
+    other = tmp_path / 'rpn_only.pth'
+    torch.save(dict(state_dict=rpn_only), other)
+    with pytest.raises(CheckpointMismatchError,
+                       match=r'rpn_only.pth: only \d+ of the \d+ weights'):
+        init_sniper_detector(str(DEMO_CONFIG), str(other), device='cpu')
+    model = init_sniper_detector(str(DEMO_CONFIG), str(other),
+                                 device='cpu', allow_partial_checkpoint=True)
+    assert model is not None
+    res = tc.run(
+        tc.eval_cmd(DEMO_CONFIG, other, tmp_path / 'wd', '--cfg-options',
+                    *_data_options(trained['data'])),
+        timeout=300)
+    assert res.returncode == 1, res.describe()
+    assert 'rpn_only.pth: only' in res.output
+    assert '--allow-partial-checkpoint' in res.output
