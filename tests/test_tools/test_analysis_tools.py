@@ -164,3 +164,47 @@ def test_analyze_scales_takes_ranges_that_start_with_minus_one(data):
     rows = [ln for ln in res.stdout.splitlines()
             if '[(-1, 40), (30, -1)]' in ln]
     assert len(rows) == 1 and '(-1, 256)' in rows[0]
+
+
+def _load_analyze():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('analyze_scales', ANALYZE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _coco(**overrides):
+    coco = dict(
+        images=[dict(id=1, file_name='a.jpg', height=100, width=120)],
+        annotations=[dict(id=7, image_id=1, category_id=1,
+                          bbox=[1, 2, 30, 40])],
+        categories=[dict(id=1, name='a')])
+    coco.update(overrides)
+    return coco
+
+
+@pytest.mark.parametrize('content, words', [
+    ('{"images": [', ['not valid JSON']),
+    ('42', ['not a COCO annotation file', 'int']),
+    (json.dumps(_coco(annotations=[dict(id=7, image_id=1, category_id=99,
+                                        bbox=[1, 2, 3, 4])])),
+     ['annotation 7', 'category_id 99']),
+    (json.dumps(_coco(annotations=[dict(id=7, image_id=1, category_id=1,
+                                        bbox=['1', '2', '3', '4'])])),
+     ['annotation 7', 'four numbers']),
+    (json.dumps(_coco(images=[dict(id=1, file_name='a.jpg', height=-5,
+                                   width=120)])),
+     ['image a.jpg', 'height -5']),
+])
+def test_read_coco_names_the_file_and_the_entry(tmp_path, content, words):
+    """Issue 19, item 11: these gave raw KeyError / JSONDecodeError /
+    TypeError, or a negative image height went through."""
+    path = tmp_path / 'ann.json'
+    path.write_text(content)
+    with pytest.raises(ValueError) as info:
+        _load_analyze().read_coco(str(path))
+    message = str(info.value)
+    assert message.startswith(f'{path}: ')
+    for word in words:
+        assert word in message

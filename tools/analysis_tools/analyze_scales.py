@@ -91,9 +91,18 @@ def parse_args(argv=None):
 
 
 def read_coco(path: str) -> dict:
-    """Boxes per image, labels, sizes and class names from a COCO json."""
-    with open(path) as f:
-        coco = json.load(f)
+    """Boxes per image, labels, sizes and class names from a COCO json.
+
+    Each problem is a ``ValueError`` naming the file and the entry.
+    """
+    try:
+        with open(path) as f:
+            coco = json.load(f)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f'{path}: not valid JSON ({exc})') from None
+    if not isinstance(coco, dict):
+        raise ValueError(f'{path}: not a COCO annotation file (the JSON is '
+                         f'a {type(coco).__name__}, not an object)')
     for key in ('images', 'annotations', 'categories'):
         if key not in coco:
             raise ValueError(f'{path}: not a COCO annotation file (no '
@@ -109,10 +118,21 @@ def read_coco(path: str) -> dict:
         if ann.get('iscrowd', 0) or ann.get('ignore', 0):
             crowd += 1
             continue
+        name = f'{path}: annotation {ann.get("id")}'
         if ann['image_id'] not in index:
-            raise ValueError(f'{path}: annotation {ann.get("id")} names '
-                             f'image_id {ann["image_id"]}, not in "images"')
-        x, y, w, h = ann['bbox']
+            raise ValueError(f'{name} names image_id {ann["image_id"]}, not '
+                             'in "images"')
+        if ann.get('category_id') not in cat_index:
+            raise ValueError(f'{name} has category_id '
+                             f'{ann.get("category_id")!r}, not in '
+                             f'"categories" (ids {cat_ids})')
+        bbox = ann.get('bbox')
+        if not (isinstance(bbox, (list, tuple)) and len(bbox) == 4 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool)
+                for v in bbox)):
+            raise ValueError(f'{name} has bbox {bbox!r}: need four numbers '
+                             '[x, y, w, h]')
+        x, y, w, h = bbox
         if not (w > 0 and h > 0):
             degenerate += 1
             continue
@@ -124,6 +144,12 @@ def read_coco(path: str) -> dict:
         if not img.get('height') or not img.get('width'):
             raise ValueError(f'{path}: image {img.get("file_name")} has no '
                              'height/width')
+        if not all(
+                isinstance(img[k], (int, float)) and img[k] > 0
+                for k in ('height', 'width')):
+            raise ValueError(f'{path}: image {img.get("file_name")} has '
+                             f'height {img["height"]!r}, width '
+                             f'{img["width"]!r}: need positive numbers')
         sizes.append((img['height'], img['width']))
     return dict(
         boxes=[np.array(b, dtype=np.float64).reshape(-1, 4) for b in boxes],
@@ -383,4 +409,7 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    try:
+        main()
+    except (ValueError, FileNotFoundError) as exc:  # names file and entry
+        sys.exit(f'analyze_scales.py: error: {exc}')
