@@ -27,6 +27,9 @@ from typing import List, Optional, Sequence, Tuple
 
 from mmengine.config import Config
 
+from mmsniper.models.ignore_support import (config_type_name,
+                                            sniperize_model_cfg)
+
 __all__ = [
     'make_sniper_config', 'convert_train_pipeline', 'resolve_config_path',
     'REFERENCE_SCALES', 'REFERENCE_VALID_RANGES'
@@ -65,14 +68,9 @@ SNIPER_META_KEYS = ('img_id', 'img_path', 'ori_shape', 'img_shape',
                     'chip_is_negative')
 
 
-def _type(cfg) -> str:
-    t = cfg.get('type', '') if isinstance(cfg, dict) else ''
-    return t if isinstance(t, str) else getattr(t, '__name__', str(t))
-
-
 def _brief(step: dict) -> str:
     args = ', '.join(f'{k}={v!r}' for k, v in step.items() if k != 'type')
-    text = f'{_type(step)}({args})'
+    text = f'{config_type_name(step)}({args})'
     return text if len(text) <= 60 else text[:57] + '...'
 
 
@@ -104,7 +102,7 @@ def convert_train_pipeline(pipeline: Sequence[dict],
     steps, comments, removed = [], [], []
     for step in pipeline:
         step = copy.deepcopy(dict(step))
-        name = _type(step)
+        name = config_type_name(step)
         if name == 'LoadImageFromFile':
             steps.append(dict(step, type='LoadSniperChipFromFile'))
             comments.append('was LoadImageFromFile: reads only the chip')
@@ -126,11 +124,11 @@ def convert_train_pipeline(pipeline: Sequence[dict],
     # the chip is cut in the coordinates of the unflipped image: right
     # after the annotations are loaded, before any flip or colour step
     at = next((i + 1 for i, s in enumerate(steps)
-               if _type(s) == 'LoadAnnotations'), 1)
+               if config_type_name(s) == 'LoadAnnotations'), 1)
     steps.insert(at, dict(type='SniperChipCrop'))
     comments.insert(at, 'replaces: ' + '\n          '.join(removed)
                     if removed else 'cuts the chip')
-    if not any(_type(s) == 'LoadSniperChipFromFile' for s in steps):
+    if not any(config_type_name(s) == 'LoadSniperChipFromFile' for s in steps):
         raise ValueError(
             f'make_sniper_config: {where} has no LoadImageFromFile to '
             'replace with LoadSniperChipFromFile; edit it by hand')
@@ -140,8 +138,8 @@ def convert_train_pipeline(pipeline: Sequence[dict],
 def _unwrap(dataset: dict, notes: List[str]) -> Tuple[dict, list]:
     """The dataset the chips are cut from and the steps of its wrappers."""
     extra = []
-    while _type(dataset) in WRAPPERS:
-        name = _type(dataset)
+    while config_type_name(dataset) in WRAPPERS:
+        name = config_type_name(dataset)
         if name == 'MultiImageMixDataset':
             extra = list(dataset.get('pipeline', [])) + extra
         notes.append(f'train_dataloader.dataset: {name} unwrapped (a chip '
@@ -154,7 +152,8 @@ def _diff(old, new):
     """The override that merges ``new`` over ``old`` in an mmengine
     config."""
     if isinstance(old, dict) and isinstance(new, dict):
-        if _type(old) != _type(new) and not set(old) <= set(new):
+        renamed = config_type_name(old) != config_type_name(new)
+        if renamed and not set(old) <= set(new):
             return dict(_delete_=True, **new)  # e.g. a wrapped assigner
         out = {}
         for key, value in new.items():
@@ -248,7 +247,7 @@ def _test_pipeline(cfg: Config) -> Optional[list]:
     if not steps:
         return None
     steps = [copy.deepcopy(dict(s)) for s in steps]
-    return [s for s in steps if _type(s) not in RESIZING_STEPS]
+    return [s for s in steps if config_type_name(s) not in RESIZING_STEPS]
 
 
 def make_sniper_config(source: str,
@@ -313,8 +312,6 @@ def make_sniper_config(source: str,
     if int(chip_size) <= 0 or int(stride) <= 0 or stride >= chip_size:
         raise ValueError('make_sniper_config: need 0 < stride < chip_size, '
                          f'got chip_size={chip_size}, stride={stride}')
-    from mmsniper.models.ignore_support import sniperize_model_cfg
-
     cfg = Config.fromfile(resolve_config_path(source))
     notes: List[str] = []
     if 'model' not in cfg or 'train_dataloader' not in cfg:
@@ -334,7 +331,7 @@ def make_sniper_config(source: str,
 
     loader = cfg.train_dataloader.to_dict()
     dataset = loader['dataset']
-    already = _type(dataset) == 'SniperChipDataset'
+    already = config_type_name(dataset) == 'SniperChipDataset'
     if already:
         inner = copy.deepcopy(dataset['dataset'])
         steps = dataset.get('pipeline') or inner.get('pipeline') or []
@@ -353,12 +350,13 @@ def make_sniper_config(source: str,
 
     hooks = [copy.deepcopy(h) for h in (cfg.get('custom_hooks') or [])]
     for hook in hooks:
-        if _type(hook) in PIPELINE_HOOKS and 'switch_pipeline' in hook:
+        if (config_type_name(hook) in PIPELINE_HOOKS
+                and 'switch_pipeline' in hook):
             hook['switch_pipeline'], _ = convert_train_pipeline(
                 hook['switch_pipeline'], notes,
-                f'custom_hooks.{_type(hook)}.switch_pipeline')
+                f'custom_hooks.{config_type_name(hook)}.switch_pipeline')
     for name in ('SniperIgnoreCheckHook', 'SniperTTAStatsHook'):
-        if not any(_type(h) == name for h in hooks):
+        if not any(config_type_name(h) == name for h in hooks):
             hooks.append(dict(type=name))
 
     lines = [
@@ -401,10 +399,10 @@ def make_sniper_config(source: str,
     if 'sampler' in loader:
         sampler = dict(_delete_=True, **sampler)
     loader_override = dict(sampler=sampler, dataset=chip_dataset)
-    if _type(loader.get('batch_sampler') or {}) not in (
+    if config_type_name(loader.get('batch_sampler') or {}) not in (
             '', 'AspectRatioBatchSampler'):
         notes.append('train_dataloader.batch_sampler: kept '
-                     f'{_type(loader["batch_sampler"])}')
+                     f'{config_type_name(loader["batch_sampler"])}')
     lines += ['', f'train_dataloader = {_fmt(loader_override)}']
     lines += ['', f'model = {_fmt(model_override)}']
     lines += [

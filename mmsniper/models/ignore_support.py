@@ -60,14 +60,16 @@ ALLOW_KEY = 'sniper_ignore_check'
 MODES = ('error', 'warn', 'off')
 
 
-def _type_name(cfg) -> str:
+def config_type_name(cfg) -> str:
+    """The ``type`` of a config dict as a name (a class given as ``type``
+    gives its ``__name__``); ``''`` for anything else."""
     t = cfg.get('type', '') if isinstance(cfg, dict) else ''
     return t if isinstance(t, str) else getattr(t, '__name__', str(t))
 
 
 def _convert_assigner(cfg: dict, kind: str, iou: float, path: str,
                       notes: List[str]) -> dict:
-    name = _type_name(cfg)
+    name = config_type_name(cfg)
     if name in IGNORE_AWARE_ASSIGNERS or not name:
         return cfg
     if name == 'MaxIoUAssigner':
@@ -94,7 +96,7 @@ def _convert_train_cfg(cfg, kind: str, iou: float, path: str,
     for key, value in cfg.items():
         sub = f'{path}.{key}'
         if key.endswith('assigner') and isinstance(value, dict):
-            if _type_name(value) not in skip:
+            if config_type_name(value) not in skip:
                 out[key] = _convert_assigner(value, kind, iou, sub, notes)
         elif isinstance(value, (dict, list, tuple)):
             out[key] = _convert_train_cfg(value, kind, iou, sub, notes, skip)
@@ -122,7 +124,7 @@ def sniperize_model_cfg(model: dict) -> Tuple[dict, List[str]]:
     model = copy.deepcopy(
         model.to_dict() if as_config else dict(model))
     notes: List[str] = []
-    if _type_name(model) == 'AutoFocusDetector':
+    if config_type_name(model) == 'AutoFocusDetector':
         inner, inner_notes = sniperize_model_cfg(model['detector'])
         model['detector'] = inner
         return (ConfigDict(model) if as_config else model), [
@@ -132,7 +134,7 @@ def sniperize_model_cfg(model: dict) -> Tuple[dict, List[str]]:
         head = model.get(key)
         if not isinstance(head, dict):
             continue
-        name = _type_name(head)
+        name = config_type_name(head)
         if name in HEAD_MAP:
             model[key] = dict(head, type=HEAD_MAP[name])
             notes.append(f'model.{key}: {name} -> {HEAD_MAP[name]}')
@@ -146,7 +148,7 @@ def sniperize_model_cfg(model: dict) -> Tuple[dict, List[str]]:
         for key, value in train_cfg.items():
             path = f'model.train_cfg.{key}'
             if key == 'rcnn':
-                if _type_name(model.get('roi_head', {})) in (
+                if config_type_name(model.get('roi_head', {})) in (
                         'SparseRoIHead', 'SniperSparseRoIHead'):
                     continue  # the RoI head ignores by itself
                 new[key] = _convert_train_cfg(value, 'box', ROI_IGNORE_IOU,
@@ -166,7 +168,7 @@ def sniperize_model_cfg(model: dict) -> Tuple[dict, List[str]]:
 
 
 def _is_query_model(model: dict) -> bool:
-    head = _type_name(model.get('bbox_head', {}))
+    head = config_type_name(model.get('bbox_head', {}))
     return head.endswith('DETRHead') or head.endswith('DINOHead')
 
 

@@ -10,10 +10,9 @@ from mmdet.registry import HOOKS
 
 def uses_chip_dataset(dataset_cfg) -> bool:
     """Whether a dataset config is, or wraps, a ``SniperChipDataset``."""
+    from mmsniper.models.ignore_support import config_type_name
     if isinstance(dataset_cfg, dict):
-        t = dataset_cfg.get('type')
-        name = t if isinstance(t, str) else getattr(t, '__name__', '')
-        if name == 'SniperChipDataset':
+        if config_type_name(dataset_cfg) == 'SniperChipDataset':
             return True
         return any(
             uses_chip_dataset(dataset_cfg.get(k))
