@@ -9,13 +9,23 @@ same run a naive baseline (``K x N`` containment matrix and set-based
 greedy cover, as the reference Python did) on a subset. Falls back to a
 deterministic synthetic COCO-like workload when no annotation file exists.
 
+``--growth`` instead times huge images (5,000 to 50,000 px a side, 500 to
+5,000 boxes of 10 to 60 px, clustered like parking lots or spread
+uniformly, 0.6 synthetic proposals per box for mining): positive chips and
+negative mining per image, 3 runs each, and in the same run the previous
+implementation (dense count map over the boxes' bounding region of the
+grid, all-pairs overlap queries) where it finishes within its budget.
+
 Usage::
 
     python benchmarks/bench_chip_generation.py [--num-images 20000]
+    python benchmarks/bench_chip_generation.py --growth [--old-budget 120]
 """
 import argparse
+import contextlib
 import json
 import os.path as osp
+import statistics
 import sys
 import time
 
@@ -24,11 +34,14 @@ import numpy as np
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)  # benchmark the working tree
 
+import mmsniper.chips.cover as cover_module  # noqa: E402
+import mmsniper.chips.grid_cover as grid_cover_module  # noqa: E402
 from mmsniper.chips import (  # noqa: E402
     candidate_chips,
     chip_driving_mask,  # noqa: E402
     compute_scale_factors,
     generate_positive_chips)
+from mmsniper.chips.negative import generate_negative_chips  # noqa: E402
 
 SCALES = (3.0, 1.667, (-1, 512))
 VALID_RANGES = ((-1, 80), (32, 150), (120, -1))
@@ -208,6 +221,120 @@ def benchmark(name, images, num_images, num_naive, naive_seconds):
           f'{COCO_TRAIN_IMAGES / naive_cpu_rate:.0f} s CPU')
 
 
+GROWTH_SIZES = ((5000, 500), (10000, 1000), (20000, 2000), (30000, 3000),
+                (50000, 5000))
+
+
+def huge_image_boxes(side, num_boxes, layout, seed=0):
+    """Boxes of 10 to 60 px on a ``side`` x ``side`` image.
+
+    Args:
+        side (int): Image side, px.
+        num_boxes (int): Number of boxes.
+        layout (str): ``'clustered'``: 100 boxes per cluster, normally
+            spread (sigma 80 px) around uniform centers, the density of a
+            parking lot; ``'uniform'``: centers uniform over the image.
+        seed (int): Random seed.
+
+    Returns:
+        np.ndarray: ``(num_boxes, 4)`` xyxy boxes clipped to the image.
+    """
+    rng = np.random.default_rng(seed)
+    if layout == 'clustered':
+        centers = rng.uniform(0.02, 0.98, (max(1, num_boxes // 100), 2))
+        middles = centers[rng.integers(len(centers), size=num_boxes)] * side
+        middles += rng.normal(0, 80, (num_boxes, 2))
+    else:
+        middles = rng.uniform(0, side, (num_boxes, 2))
+    sides = rng.uniform(10, 60, (num_boxes, 2))
+    return np.clip(
+        np.hstack([middles - sides / 2, middles + sides / 2]), 0, side)
+
+
+@contextlib.contextmanager
+def previous_implementation():
+    """Run the chips module as before the sparse strategies: a dense count
+    map of the boxes' bounding region of the grid, all-pairs overlaps."""
+    saved = (grid_cover_module.DENSE_COVER_MAX_CELLS,
+             cover_module.DENSE_PAIRS_MAX)
+    grid_cover_module.DENSE_COVER_MAX_CELLS = 1 << 62
+    cover_module.DENSE_PAIRS_MAX = 1 << 62
+    try:
+        yield
+    finally:
+        (grid_cover_module.DENSE_COVER_MAX_CELLS,
+         cover_module.DENSE_PAIRS_MAX) = saved
+
+
+def huge_image_chips(boxes, proposals, side, seed=None):
+    """Positive chips and mined negative chips of one image.
+
+    Returns:
+        tuple[list, list, float, float]: Positive and negative chips per
+        scale, and the seconds each took.
+    """
+    rng = None if seed is None else np.random.default_rng(seed)
+    start = time.perf_counter()
+    positives = generate_positive_chips(boxes, (side, side), SCALES,
+                                        VALID_RANGES, CHIP_SIZE, STRIDE, rng)
+    middle = time.perf_counter()
+    negatives = generate_negative_chips(proposals, positives, (side, side),
+                                        SCALES, VALID_RANGES, CHIP_SIZE,
+                                        STRIDE, (25, 10))
+    return positives, negatives, middle - start, time.perf_counter() - middle
+
+
+def growth_table(old_budget, repeats=3):
+    """Print seconds per image against image side and boxes."""
+    from bench_negative_mining import synthetic_proposals
+    print(f'huge images: boxes 10-60 px, 0.6 proposals per box; scales '
+          f'{SCALES}, chip {CHIP_SIZE}, stride {STRIDE}, thresholds (25, 10)'
+          f'; one process; new: min / median of {repeats} runs; old: 1 run, '
+          f'skipped once the previous size took more than {old_budget / 10:g}'
+          f' s (--old-budget / 10)')
+    print(f'{"side":>7} {"boxes":>6} {"layout":<9} {"chips":>11} | '
+          f'{"new: pos+mining":>16} {"(mining)":>9} {"random ties":>14} | '
+          f'{"old":>8} {"same":>5}')
+    for layout in ('clustered', 'uniform'):
+        old_seconds = 0.0
+        for side, num_boxes in GROWTH_SIZES:
+            boxes = huge_image_boxes(side, num_boxes, layout)
+            proposals = synthetic_proposals(
+                boxes, (side, side), int(0.6 * num_boxes),
+                np.random.default_rng(1))
+            runs = [
+                huge_image_chips(boxes, proposals, side)
+                for _ in range(repeats)
+            ]
+            totals = [pos + neg for _, _, pos, neg in runs]
+            mining = statistics.median(neg for _, _, _, neg in runs)
+            tie_totals = [
+                sum(huge_image_chips(boxes, proposals, side, seed)[2:])
+                for seed in range(repeats)
+            ]
+            positives, negatives = runs[0][:2]
+            chips = (f'{sum(map(len, positives))}+'
+                     f'{sum(map(len, negatives))}')
+            old, same = 'skipped', ''
+            if old_seconds <= old_budget / 10:
+                with previous_implementation():
+                    old_pos, old_neg, pos, neg = huge_image_chips(
+                        boxes, proposals, side)
+                old_seconds = pos + neg
+                old = f'{old_seconds:7.2f}s'
+                same = str(
+                    all(
+                        np.array_equal(a, b)
+                        for a, b in zip(positives + negatives,
+                                        old_pos + old_neg)))
+            print(f'{side:>7} {num_boxes:>6} {layout:<9} {chips:>11} | '
+                  f'{min(totals):6.2f} / {statistics.median(totals):5.2f}s '
+                  f'{mining:8.2f}s {min(tie_totals):5.2f} / '
+                  f'{statistics.median(tie_totals):5.2f}s | {old:>8} '
+                  f'{same:>5}',
+                  flush=True)
+
+
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -230,11 +357,25 @@ def parse_args():
         '--data-root',
         default=SHARED_DATA,
         help='folder holding the annotation files')
+    parser.add_argument(
+        '--growth',
+        action='store_true',
+        help='time huge images (5,000 to 50,000 px) instead')
+    parser.add_argument(
+        '--old-budget',
+        type=float,
+        default=120.0,
+        help='with --growth, time the previous implementation at a size '
+        'while its previous size took at most a tenth of this (seconds)')
     return parser.parse_args()
 
 
 def main():
     args = parse_args()
+    if args.growth:
+        sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+        growth_table(args.old_budget)
+        return
     print(f'scales {SCALES}, valid ranges {VALID_RANGES}, chip {CHIP_SIZE},'
           f' stride {STRIDE}; one process, numpy {np.__version__}')
     workloads = {}

@@ -113,7 +113,7 @@ def pick_chips(set_name, work_dir, num_chips, seed=0):
                      'build_tile_store.py')
     store = osp.join(work_dir, f'{set_name}_store')
     if set_name == 'demo':
-        from mmsniper.datasets.synthetic import ensure_synthetic_dataset
+        from mmsniper.testing.synthetic import ensure_synthetic_dataset
         data_root = osp.join(work_dir, 'sniper_demo')
         ensure_synthetic_dataset(data_root)
         ann, img_dir = osp.join(data_root, 'annotations', 'train.json'), \

@@ -22,70 +22,22 @@ second. It still makes every use of mmsniper from mmdet work:
   ``.mim/configs`` beside the imported package when the installed location
   it computes has none (a PEP 660 editable install, ``pip install -e``).
 
+All of it lives in :mod:`mmsniper._upstream`, which names each private
+attribute of mmengine it relies on.
+
 ``mmsniper.datasets``, ``mmsniper.models``, ``mmsniper.engine``,
 ``mmsniper.apis`` and ``mmsniper.utils`` are imported on first attribute
 access (or ``import mmsniper.models``).
 """
 import importlib
-import os
 
-from ._hooks import when_imported
+from . import _upstream
 from .version import __version__, version_info
 
 __all__ = ['__version__', 'version_info']
 
-#: mmdet registries that hold mmsniper components.
-REGISTRIES = ('DATASETS', 'DATA_SAMPLERS', 'TRANSFORMS', 'MODELS',
-              'TASK_UTILS', 'HOOKS')
-_REGISTRATION = 'mmsniper.registration'
 _SUBMODULES = ('chips', 'datasets', 'models', 'engine', 'apis', 'utils',
-               'registration')
-
-
-def _register_lazily(registry_module) -> None:
-    """Called once ``mmdet.registry`` is imported."""
-    eager = False
-    for name in REGISTRIES:
-        registry = getattr(registry_module, name)
-        locations = registry._locations
-        if _REGISTRATION not in locations:
-            locations.append(_REGISTRATION)
-        eager |= bool(registry._imported)  # it will not look again
-    if eager:
-        importlib.import_module(_REGISTRATION)
-
-
-def _add_config_package(config_utils) -> None:
-    """Let mmengine resolve ``mmsniper::sniper/...`` config paths."""
-    config_utils.MODULE2PACKAGE.setdefault('mmsniper', 'mmsniper')
-
-
-def _mim_aware_installed_path(config_module) -> None:
-    """Wrap ``get_installed_path`` as ``mmengine.config.config`` uses it.
-
-    mmengine takes a package's configs from ``<dist location>/mmsniper/
-    .mim``. For a PEP 660 editable install the dist location is
-    site-packages, which holds no ``mmsniper`` folder, so ``mmsniper::``
-    failed although ``setup.py`` linked ``.mim`` into the source tree. Only
-    for ``mmsniper``, and only when mmengine's answer has no ``.mim``, the
-    folder of the imported package is used if it has one.
-    """
-    original = config_module.get_installed_path
-    if getattr(original, '_mmsniper', False):
-        return
-
-    def get_installed_path(package: str) -> str:
-        path = original(package)
-        if package == 'mmsniper' and not os.path.isdir(
-                os.path.join(path, '.mim')):
-            here = os.path.dirname(os.path.abspath(__file__))
-            if os.path.isdir(os.path.join(here, '.mim')):
-                return here
-        return path
-
-    get_installed_path._mmsniper = True
-    get_installed_path.__wrapped__ = original
-    config_module.get_installed_path = get_installed_path
+               'registration', 'testing')
 
 
 def __getattr__(name):
@@ -94,12 +46,4 @@ def __getattr__(name):
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 
-def _install() -> None:
-    from . import _safe_globals
-    _safe_globals.install()
-    when_imported('mmengine.config.utils', _add_config_package)
-    when_imported('mmengine.config.config', _mim_aware_installed_path)
-    when_imported('mmdet.registry', _register_lazily)
-
-
-_install()
+_upstream.install()

@@ -8,7 +8,7 @@ to import it by hand: ``import mmsniper`` adds it to the import
 ``locations`` of mmdet's DATASETS, DATA_SAMPLERS, TRANSFORMS, MODELS,
 TASK_UTILS and HOOKS registries, so mmengine imports it the first time
 one of them looks a name up (a build, ``get``, ``in``); see
-:func:`mmsniper._register_lazily`.
+:func:`mmsniper._upstream.register_lazily`.
 """
 import mmcv
 import mmdet

@@ -103,3 +103,62 @@ def write_image_dataset(root, num_images=3, size=(360, 480), seed=0,
                             boxes=boxes, labels=labels))
     return write_coco(osp.join(root, 'ann.json'), records, classes,
                       masks=masks)
+
+
+def forge_jpeg_size(jpg: bytes, height: int, width: int) -> bytes:
+    """The JPEG with its frame header (SOF0-2) declaring another size."""
+    import struct
+    out, pos = bytearray(jpg), 2
+    while True:
+        marker = out[pos + 1]
+        (length, ) = struct.unpack('>H', out[pos + 2:pos + 4])
+        if marker in (0xC0, 0xC1, 0xC2):
+            out[pos + 5:pos + 9] = struct.pack('>HH', height, width)
+            return bytes(out)
+        pos += 2 + length
+
+
+def forge_png_size(png: bytes, height: int, width: int) -> bytes:
+    """The PNG with its IHDR declaring another size (CRC fixed)."""
+    import struct
+    import zlib
+    out = bytearray(png)
+    out[16:24] = struct.pack('>II', width, height)
+    out[29:33] = struct.pack('>I', zlib.crc32(bytes(out[12:29])))
+    return bytes(out)
+
+
+#: What LoadSniperChipFromFile says about each of
+#: :func:`write_lying_images`' files.
+LYING_IMAGE_ERRORS = {
+    'lie32k.jpg': 'forged or truncated header',
+    'lie60k.jpg': 'above max_image_pixels=2.5e+09',
+    'lie60k.png': 'above max_image_pixels=2.5e+09',
+    'empty.jpg': 'empty file',
+}
+
+
+def write_lying_images(folder) -> dict:
+    """Issue 19 item 3's files, in ``folder``: ~600-byte JPEGs whose header
+    declares 32000 x 32000 and 60000 x 60000 px, a PNG declaring 60000 x
+    60000 px and a 0-byte image.
+
+    Returns:
+        dict: File name -> path.
+    """
+    import cv2
+    img = np.random.default_rng(0).integers(0, 255, (8, 8, 3), np.uint8)
+    jpg = cv2.imencode('.jpg', img)[1].tobytes()
+    png = cv2.imencode('.png', img)[1].tobytes()
+    files = {
+        'lie32k.jpg': forge_jpeg_size(jpg, 32000, 32000),
+        'lie60k.jpg': forge_jpeg_size(jpg, 60000, 60000),
+        'lie60k.png': forge_png_size(png, 60000, 60000),
+        'empty.jpg': b'',
+    }
+    paths = {}
+    for name, data in files.items():
+        paths[name] = osp.join(str(folder), name)
+        with open(paths[name], 'wb') as f:
+            f.write(data)
+    return paths

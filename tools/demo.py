@@ -66,8 +66,8 @@ def parse_args():
     parser.add_argument(
         '--checkpoint',
         help='skip training: test this checkpoint of the same config '
-        '(e.g. WORK_DIR/iter_300.pth of an earlier demo run; named here, so '
-        'trusted) with the same test rows')
+        '(e.g. WORK_DIR/iter_300.pth of an earlier demo run; loaded '
+        'weights-only) with the same test rows')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -228,8 +228,8 @@ def main():
     timings = {}
 
     start = time.perf_counter()
-    from mmsniper.datasets.synthetic import (dataset_stats,
-                                             ensure_synthetic_dataset)
+    from mmsniper.testing.synthetic import (dataset_stats,
+                                            ensure_synthetic_dataset)
     ensure_synthetic_dataset(
         args.data_root, num_train=args.num_train, num_val=args.num_val,
         seed=args.seed)

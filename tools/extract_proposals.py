@@ -15,6 +15,7 @@ original-image pixels, concatenates the scales and applies NMS
         [--keep-parts | --remove-parts]
         [--num-workers 2] [--device DEV] [--cfg-options ...]
         [--launcher {none,pytorch,slurm,mpi}] [--trust-checkpoint-dir DIR]
+        [--trust-checkpoint]
 
 Scales (``--scales``, finest first) are plain factors (``1.5``) or
 ``SHORT,LONG`` resolution pairs (``1400,2000``; ``-1,512`` means long side
@@ -58,7 +59,8 @@ with the restricted unpickler of :mod:`mmsniper.datasets.proposals` (a
 file asking for any other global stops the run); ``--trust-parts`` reads
 them with plain ``pickle.load``.
 
-CHECKPOINT is named on the command line, so it is trusted (see
+CHECKPOINT is loaded weights-only; one that is not weights-only loadable is
+refused unless ``--trust-checkpoint`` is given (see
 :mod:`mmsniper.utils.checkpoint`). Runs from a source checkout without
 installing mmsniper.
 """
@@ -94,6 +96,8 @@ from mmengine.utils import ProgressBar  # noqa: E402
 
 import mmsniper  # noqa: E402,F401  (registers mmsniper's components)
 from mmsniper import utils as sniper_utils  # noqa: E402
+from mmsniper.utils.setup_env import (  # noqa: E402
+    exit_distributed_run, finish_distributed)
 from mmsniper.chips import compute_scale_factor  # noqa: E402
 from mmsniper.datasets.proposals import (  # noqa: E402
     META_KEY, ProposalFileError, proposal_key, safe_pickle_load)
@@ -145,8 +149,8 @@ def parse_args(argv=None):
     parser.add_argument('config', help='config of the RPN or detector')
     parser.add_argument(
         'checkpoint',
-        help='checkpoint file (named here, so trusted: it may be loaded '
-        'with torch.load(weights_only=False))')
+        help='checkpoint file (loaded weights-only; see --trust-checkpoint)')
+    sniper_utils.add_trust_checkpoint_arg(parser)
     parser.add_argument(
         '--out', required=True, help='output pickle file (.pkl / .pickle)')
     parser.add_argument(
@@ -347,7 +351,8 @@ def build_model(cfg, args, device, logger):
     model = MODELS.build(cfg.model)
     with sniper_utils.trusted_checkpoint_loading(
             trusted_dirs=args.trust_checkpoint_dir,
-            trusted_files=[args.checkpoint]):
+            trusted_files=[args.checkpoint] if args.trust_checkpoint else [],
+            named_files=[args.checkpoint]):
         load_checkpoint(
             model, args.checkpoint, map_location='cpu', logger=logger)
     from mmengine.model import revert_sync_batchnorm
@@ -790,6 +795,8 @@ def main(argv=None):
         summary = None
     if world_size > 1:
         barrier()
+    if args.launcher != 'none':  # every rank done: close the group
+        finish_distributed()
     return summary
 
 
@@ -799,3 +806,8 @@ if __name__ == '__main__':
     except sniper_utils.UntrustedCheckpointError as exc:
         sys.exit(f'tools/extract_proposals.py: error: '
                  f'UntrustedCheckpointError: {exc}')
+    except sniper_utils.CorruptCheckpointError as exc:
+        sys.exit(f'tools/extract_proposals.py: error: {exc}')
+    else:
+        # skip the native exit handlers of a finished distributed run
+        exit_distributed_run()

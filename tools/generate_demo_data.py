@@ -16,7 +16,7 @@ import sys
 # Run from a checkout without installing mmsniper.
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from mmsniper.datasets.synthetic import (  # noqa: E402
+from mmsniper.testing.synthetic import (  # noqa: E402
     SYNTHETIC_CLASSES, ensure_synthetic_dataset, generate_synthetic_dataset)
 
 

@@ -6,11 +6,11 @@ Same interface as MMDetection 3.x's ``tools/test.py``::
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE.pkl]
         [--show] [--show-dir DIR] [--wait-time S] [--cfg-options ...]
         [--launcher {none,pytorch,slurm,mpi}] [--tta] [--local_rank N]
-        [--trust-checkpoint-dir DIR ...]
+        [--trust-checkpoint] [--trust-checkpoint-dir DIR ...]
 
 It runs from a source checkout without installing mmsniper. CHECKPOINT is
-named on the command line, so it is trusted (see
-:mod:`mmsniper.utils.checkpoint`).
+loaded weights-only; a file that is not weights-only loadable is refused
+unless ``--trust-checkpoint`` is given (see :mod:`mmsniper.utils.checkpoint`).
 """
 import argparse
 import sys
@@ -27,6 +27,8 @@ from mmdet.utils import setup_cache_size_limit_of_dynamo  # noqa: E402
 
 import mmsniper  # noqa: E402,F401  (registers mmsniper's components)
 from mmsniper import utils as sniper_utils  # noqa: E402
+from mmsniper.utils.setup_env import (  # noqa: E402
+    exit_distributed_run, finish_distributed)
 from mmsniper.apis import enable_tta  # noqa: E402
 
 
@@ -36,8 +38,8 @@ def parse_args(argv=None):
     parser.add_argument('config', help='test config file path')
     parser.add_argument(
         'checkpoint',
-        help='checkpoint file (named here, so trusted: it may be loaded '
-        'with torch.load(weights_only=False))')
+        help='checkpoint file (loaded weights-only; see --trust-checkpoint)')
+    sniper_utils.add_trust_checkpoint_arg(parser)
     parser.add_argument(
         '--work-dir',
         help='the directory to save the file containing evaluation metrics')
@@ -86,9 +88,13 @@ def main(argv=None):
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
         parser.error(f'--out must be a .pkl or .pickle file, got {args.out}')
 
+    # weights-only unless trusted explicitly; the checkpoint is read once
+    # (the match check, then the runner's load reuses it)
     with sniper_utils.trusted_checkpoint_loading(
-            trusted_dirs=[cfg.work_dir, *args.trust_checkpoint_dir],
-            trusted_files=[args.checkpoint]) as policy:
+            trusted_dirs=args.trust_checkpoint_dir,
+            trusted_files=[args.checkpoint] if args.trust_checkpoint else [],
+            named_files=[args.checkpoint],
+            reuse=True) as policy:
         sniper_utils.setup_cpu_distributed(cfg, args.launcher)
 
         runner = sniper_utils.build_tool_runner(cfg, args.launcher)
@@ -106,6 +112,8 @@ def main(argv=None):
                 DumpDetResults(out_file_path=args.out))
 
         runner.test()
+        # every rank done: close the process group cleanly
+        finish_distributed()
 
 
 if __name__ == '__main__':
@@ -114,5 +122,9 @@ if __name__ == '__main__':
     except sniper_utils.UntrustedCheckpointError as exc:
         # the message says what to do; the traceback would only bury it
         sys.exit(f'tools/test.py: error: UntrustedCheckpointError: {exc}')
-    except sniper_utils.CheckpointMismatchError as exc:
+    except (sniper_utils.CheckpointMismatchError,
+            sniper_utils.CorruptCheckpointError) as exc:
         sys.exit(f'tools/test.py: error: {exc}')
+    else:
+        # skip the native exit handlers of a finished distributed run
+        exit_distributed_run()

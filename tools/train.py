@@ -6,12 +6,13 @@ Same interface as MMDetection 3.x's ``tools/train.py``::
     python tools/train.py CONFIG [--work-dir DIR] [--amp] [--auto-scale-lr]
         [--resume [CHECKPOINT]] [--cfg-options KEY=VALUE ...]
         [--launcher {none,pytorch,slurm,mpi}] [--local_rank N]
-        [--trust-checkpoint-dir DIR ...]
+        [--trust-checkpoint] [--trust-checkpoint-dir DIR ...]
 
 It runs from a source checkout without installing mmsniper. Checkpoint
-loading (``--resume``, ``load_from``) goes through
-:mod:`mmsniper.utils.checkpoint`: see its docstring for when a checkpoint is
-unpickled with ``weights_only=False``.
+loading (``--resume``, ``load_from``, a local ``Pretrained`` init) goes
+through :mod:`mmsniper.utils.checkpoint`: weights-only, unless the file is
+trusted explicitly (``--trust-checkpoint`` for the checkpoint the run starts
+from, ``--trust-checkpoint-dir DIR`` for a folder).
 """
 import argparse
 import logging
@@ -29,6 +30,8 @@ from mmdet.utils import setup_cache_size_limit_of_dynamo  # noqa: E402
 
 import mmsniper  # noqa: E402,F401  (registers mmsniper's components)
 from mmsniper import utils as sniper_utils  # noqa: E402
+from mmsniper.utils.setup_env import (  # noqa: E402
+    exit_distributed_run, finish_distributed)
 
 
 def parse_args(argv=None):
@@ -50,13 +53,16 @@ def parse_args(argv=None):
         type=str,
         const='auto',
         help='resume from this checkpoint; without a path, resume from the '
-        'latest checkpoint in the work dir. A path given here is trusted '
-        '(may be fully unpickled).')
+        'latest checkpoint in the work dir. Loaded weights-only (see '
+        '--trust-checkpoint).')
+    sniper_utils.add_trust_checkpoint_arg(
+        parser, what='the checkpoint the run starts from (--resume PATH or '
+        'load_from; with --resume alone, those in the work dir)')
     sniper_utils.add_runner_args(
         parser,
         trust_help='trust checkpoints under DIR: if they are not '
-        'weights-only they may be loaded with torch.load(weights_only=False). '
-        'The work dir is always trusted.')
+        'weights-only they may be loaded with torch.load(weights_only=False), '
+        'which runs code from the file.')
     return parser, sniper_utils.parse_runner_args(parser, argv)
 
 
@@ -107,14 +113,23 @@ def main(argv=None):
         cfg.resume = True
         cfg.load_from = explicit_ckpt = args.resume
 
+    # weights-only unless trusted explicitly (the checkpoints this tool
+    # writes load weights-only, so resuming needs no trust)
+    start_ckpt = explicit_ckpt or cfg.get('load_from', None)
+    trusted_dirs = list(args.trust_checkpoint_dir)
+    if args.trust_checkpoint and args.resume == 'auto':
+        trusted_dirs.append(cfg.work_dir)
     with sniper_utils.trusted_checkpoint_loading(
-            trusted_dirs=[cfg.work_dir, *args.trust_checkpoint_dir],
-            trusted_files=[explicit_ckpt]):
+            trusted_dirs=trusted_dirs,
+            trusted_files=[start_ckpt] if args.trust_checkpoint else [],
+            named_files=[start_ckpt]):
         # CPU-only multi-process runs: gloo + DDP without device_ids
         sniper_utils.setup_cpu_distributed(cfg, args.launcher)
 
         runner = sniper_utils.build_tool_runner(cfg, args.launcher)
         runner.train()
+        # every rank done: close the process group cleanly
+        finish_distributed()
 
 
 if __name__ == '__main__':
@@ -123,3 +138,8 @@ if __name__ == '__main__':
     except sniper_utils.UntrustedCheckpointError as exc:
         # the message says what to do; the traceback would only bury it
         sys.exit(f'tools/train.py: error: UntrustedCheckpointError: {exc}')
+    except sniper_utils.CorruptCheckpointError as exc:
+        sys.exit(f'tools/train.py: error: {exc}')
+    else:
+        # skip the native exit handlers of a finished distributed run
+        exit_distributed_run()

@@ -371,14 +371,14 @@ def detector_cfg(cfg):
 
 
 def setup_model(cfg):
-    from mmsniper.datasets.synthetic import SYNTHETIC_CLASSES
+    from mmsniper.testing.synthetic import SYNTHETIC_CLASSES
     det = detector_cfg(cfg)
     det.backbone.init_cfg = None  # nothing can be downloaded there
     det.roi_head.bbox_head.num_classes = len(SYNTHETIC_CLASSES)
 
 
 def setup_train(cfg, args, work_dir, max_iters, batch_size, amp):
-    from mmsniper.datasets.synthetic import SYNTHETIC_CLASSES
+    from mmsniper.testing.synthetic import SYNTHETIC_CLASSES
     setup_model(cfg)
     cfg.work_dir = work_dir
     cfg.launcher = 'none'
@@ -700,7 +700,7 @@ def _tta_pass(cfg, state, focus, work_dir, device):
 
 
 def check_autofocus(args):
-    from mmsniper.datasets.synthetic import SYNTHETIC_CLASSES
+    from mmsniper.testing.synthetic import SYNTHETIC_CLASSES
     amp = args.device == 'cuda'
     cfg = setup_train(load_config(CONFIG_AUTOFOCUS), args,
                       osp.join(args.work_dir, 'autofocus'),

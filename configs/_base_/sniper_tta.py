@@ -33,8 +33,12 @@ tta_model = dict(
         edge_margin=10))  # orig px: drops detections cut by inner tile edges
 
 # The model resizes and tiles itself: load the image at its original size.
+# LoadSniperChipFromFile loads the whole image as LoadImageFromFile does and
+# refuses, naming the file, an image whose header declares more than
+# max_image_pixels (default 2.5e9 px, checked before decoding), a JPEG too
+# short for its declared size, and an empty or undecodable file.
 tta_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=None),
+    dict(type='LoadSniperChipFromFile', backend_args=None),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(
         type='PackDetInputs',

@@ -119,9 +119,10 @@ tta_model = dict(type='SniperTTAModel',
                                 max_per_img=200))
 
 # the SNIPER test resizes (and tiles) per scale itself: the image is
-# loaded at its original size
+# loaded at its original size, by LoadSniperChipFromFile: a pixel limit
+# read from the header before decoding, decode errors naming the file
 tta_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=None),
+    dict(type='LoadSniperChipFromFile', backend_args=None),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='PackDetInputs',
          meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',

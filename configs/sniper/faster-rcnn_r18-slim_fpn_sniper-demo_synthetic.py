@@ -46,7 +46,8 @@ model = dict(
     test_cfg=dict(rcnn=dict(max_per_img=300)))
 
 test_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=backend_args),
+    # the whole image, with the size and decode checks of the training loader
+    dict(type='LoadSniperChipFromFile', backend_args=backend_args),
     dict(type='Resize', scale_factor=test_scale_factor, keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(

@@ -12,7 +12,7 @@ model = dict(
     data_preprocessor=dict(batch_augments=_base_.sniper_batch_augments),
     # Drops proposals outside the chip's valid range before sampling.
     # label_invalid_gt=True labels RoIs from invalid GT too, as the reference
-    # code does (README, "Where we differ from the reference").
+    # code does (docs/en/notes/reference_departures.md).
     roi_head=dict(
         type='SniperRoIHead',
         filter_proposals_by_valid_range=True,

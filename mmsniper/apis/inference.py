@@ -7,11 +7,15 @@ Example::
     model = init_sniper_detector(CONFIG, CHECKPOINT, device='cpu')
     result = inference_sniper(model, 'demo.jpg')       # one DetDataSample
     results = inference_sniper(model, 'images/')       # one per image
+    # a folder with unreadable images: None in their place, listed
+    results = inference_sniper(model, 'images/', on_error='skip')
+    print(results.failures)
 """
 import copy
 import os.path as osp
+import warnings
 from pathlib import Path
-from typing import List, Optional, Sequence, Union
+from typing import List, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -24,7 +28,10 @@ from mmengine.utils import scandir
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
 
-__all__ = ['init_sniper_detector', 'inference_sniper', 'list_images']
+__all__ = [
+    'init_sniper_detector', 'inference_sniper', 'list_images',
+    'InferenceResults', 'ImageFailure'
+]
 
 #: Image files :func:`inference_sniper` reads from a folder.
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif',
@@ -40,16 +47,18 @@ def init_sniper_detector(config: Union[str, Path, Config],
                          cfg_options: Optional[dict] = None,
                          palette: str = 'none',
                          tta_model: Optional[dict] = None,
-                         allow_partial_checkpoint: bool = False):
+                         allow_partial_checkpoint: bool = False,
+                         trust_checkpoint: bool = False):
     """Build a SNIPER multi-scale detector from a config and a checkpoint.
 
     The detector is built and loaded by mmdet's ``init_detector`` and wrapped
-    in the config's ``tta_model`` (a ``SniperTTAModel``). A checkpoint
-    written by ``tools/train.py`` (not weights-only: it holds mmengine's
-    message hub) is loaded through mmsniper's scoped trust
-    (:func:`mmsniper.utils.trusted_checkpoint_loading`): the file you name
-    here is trusted, nothing else changes, and torch's weights-only default
-    stays on outside this call.
+    in the config's ``tta_model`` (a ``SniperTTAModel``). The checkpoint is
+    loaded weights-only (``torch.load(weights_only=True)``; the checkpoints
+    ``tools/train.py`` writes load so, see :mod:`mmsniper._safe_globals`)
+    and read once for both the load and the match check. A file that is
+    not weights-only loadable is refused (``UntrustedCheckpointError``):
+    loading it would run code from it; ``trust_checkpoint=True`` allows it.
+    An empty or truncated file raises ``CorruptCheckpointError`` naming it.
 
     Args:
         config (str | Path | Config): Config file or object.
@@ -65,6 +74,10 @@ def init_sniper_detector(config: Union[str, Path, Config],
             default it is refused (``CheckpointMismatchError``): it is most
             likely another model's, and the detector would run with random
             weights.
+        trust_checkpoint (bool): Load ``checkpoint`` with
+            ``torch.load(weights_only=False)`` if it is not weights-only
+            loadable. That runs code from the file: only for files you
+            trust. Defaults to False.
 
     Returns:
         SniperTTAModel: In eval mode, with ``cfg`` and ``dataset_meta``.
@@ -72,7 +85,7 @@ def init_sniper_detector(config: Union[str, Path, Config],
     import mmsniper  # noqa: F401  registers mmsniper's modules
     from mmdet.apis import init_detector
 
-    from mmsniper.utils import (check_checkpoint_matches,
+    from mmsniper.utils import (TRUST_FILE_ARG, check_checkpoint_matches,
                                 trusted_checkpoint_loading)
     if isinstance(config, (str, Path)):
         config = Config.fromfile(str(config))
@@ -104,8 +117,14 @@ def init_sniper_detector(config: Union[str, Path, Config],
             'model (nor in model.detector)')
     if 'init_cfg' in model_cfg.backbone:
         model_cfg.backbone.init_cfg = None
-    # one scoped call: the named checkpoint is trusted, nothing global
-    with trusted_checkpoint_loading(trusted_files=[checkpoint]) as policy:
+    # one scoped call: weights-only unless trusted explicitly; the file is
+    # read once (init_detector's load, then the match check reuses it)
+    with trusted_checkpoint_loading(
+            trusted_files=[checkpoint] if trust_checkpoint else [],
+            named_files=[checkpoint],
+            file_switch=TRUST_FILE_ARG,
+            dir_switch=None,
+            reuse=True) as policy:
         detector = init_detector(
             config, checkpoint, palette=palette, device=device,
             cfg_options={})
@@ -148,7 +167,9 @@ def _test_pipeline(cfg: Config, from_array: bool) -> Compose:
         if kind in ('Resize', 'TestTimeAug', 'RandomResize'):
             raise ValueError(f'tta_pipeline must not contain {kind}: '
                              'SniperTTAModel resizes per scale itself')
-        if kind.startswith('LoadImageFrom') and from_array:
+        loader = kind.startswith('LoadImageFrom') or kind in (
+            'LoadSniperChipFromFile', )
+        if loader and from_array:  # the array is the image
             step = dict(type='mmdet.LoadImageFromNDArray')
         steps.append(step)
     return Compose(steps)
@@ -170,9 +191,65 @@ def _check_array(img: np.ndarray, idx: int) -> None:
             'black: (img * 255).round().astype(np.uint8))')
 
 
+class ImageFailure(NamedTuple):
+    """An image :func:`inference_sniper` could not read (``on_error='skip'``).
+
+    Attributes:
+        index (int): Position of the image in the input list (or folder).
+        name (str): The file, or ``'array <index>'`` for an array.
+        error (str): Why, the file named in it.
+    """
+    index: int
+    name: str
+    error: str
+
+
+class InferenceResults(list):
+    """A list of results, one per input image, ``None`` where an image
+    could not be read (``on_error='skip'``); :attr:`failures` lists those.
+
+    Args:
+        results (Iterable): ``DetDataSample`` or ``None`` per image.
+        failures (Iterable[ImageFailure]): The images given ``None``.
+    """
+
+    def __init__(self, results=(), failures=()) -> None:
+        super().__init__(results)
+        self.failures: List[ImageFailure] = list(failures)
+
+
+def _image_name(img, idx: int) -> str:
+    return f'array {idx}' if isinstance(img, np.ndarray) else str(img)
+
+
+def _load_image(pipeline: Compose, img, idx: int):
+    """Run the loading pipeline on one image; any failure is raised as an
+    error naming the file (``ImageDecodeError`` unless the loader's own
+    ``ImageDecodeError`` / ``ImageSizeError`` already names it)."""
+    from mmsniper.datasets.image_io import ImageDecodeError, ImageSizeError
+    name = _image_name(img, idx)
+    data = dict(img=img, img_id=idx) if isinstance(
+        img, np.ndarray) else dict(img_path=img, img_id=idx)
+    try:
+        packed = pipeline(data)
+    except (ImageDecodeError, ImageSizeError) as exc:
+        if name in str(exc):
+            raise
+        raise type(exc)(f'cannot load image {name}: {exc}') from exc
+    except Exception as exc:  # mmcv/cv2 errors often omit the file name
+        raise ImageDecodeError(
+            f'cannot load image {name}: {type(exc).__name__}: '
+            f'{exc}'.strip()) from exc
+    if packed is None:
+        raise ImageDecodeError(
+            f'cannot load image {name}: the pipeline dropped it')
+    return packed
+
+
 def inference_sniper(model,
                      imgs: ImagesType,
-                     batch_size: int = 1):
+                     batch_size: int = 1,
+                     on_error: str = 'raise'):
     """Run SNIPER multi-scale inference on images.
 
     Args:
@@ -181,43 +258,74 @@ def inference_sniper(model,
             image below it, sorted), a BGR ``(H, W, 3)`` array, or a list of
             files and arrays.
         batch_size (int): Images per ``test_step``.
+        on_error (str): What a folder or a list does with an image that
+            cannot be read (missing, empty, truncated, not an image, over
+            the loader's pixel limit): ``'raise'`` (default) stops with an
+            error naming the file; ``'skip'`` gives ``None`` in its place,
+            names it in a warning and in the result's ``failures``, and
+            processes the other images. A single file or array always
+            raises. Errors of the model itself are raised in both modes.
 
     Returns:
-        DetDataSample | list[DetDataSample]: One result for a single file or
-        array, a list for a folder or a list; boxes in original px.
+        DetDataSample | InferenceResults: One result for a single file or
+        array; for a folder or a list, an :class:`InferenceResults` (a list,
+        one entry per image, ``None`` for a skipped one, with
+        ``.failures``). Boxes in original px.
     """
     if isinstance(batch_size, bool) or not isinstance(
             batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f'inference_sniper: batch_size must be a positive '
                          f'integer, got {batch_size!r}')
+    if on_error not in ('raise', 'skip'):
+        raise ValueError("inference_sniper: on_error must be 'raise' or "
+                         f"'skip', got {on_error!r}")
     single = isinstance(imgs, (str, Path, np.ndarray))
     if isinstance(imgs, (str, Path)) and osp.isdir(str(imgs)):
         imgs, single = list_images(str(imgs)), False
     elif single:
         imgs = [imgs]
     imgs = [str(i) if isinstance(i, Path) else i for i in imgs]
+    skip = on_error == 'skip' and not single
+    failures: List[ImageFailure] = []
     for idx, img in enumerate(imgs):
         if isinstance(img, str) and not osp.isfile(img):
-            raise FileNotFoundError(f'image {img} does not exist')
+            if not skip:
+                raise FileNotFoundError(f'image {img} does not exist')
+            failures.append(
+                ImageFailure(idx, img, f'image {img} does not exist'))
         if isinstance(img, np.ndarray):
             _check_array(img, idx)
     cfg = model.cfg
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     pipelines = {}
-    results: List[DetDataSample] = []
-    for first in range(0, len(imgs), batch_size):
-        batch = []
-        for idx, img in enumerate(imgs[first:first + batch_size], first):
+    results: List[Optional[DetDataSample]] = [None] * len(imgs)
+    todo = [i for i in range(len(imgs)) if i not in {f.index
+                                                     for f in failures}]
+    for first in range(0, len(todo), batch_size):
+        batch, where = [], []
+        for idx in todo[first:first + batch_size]:
+            img = imgs[idx]
             from_array = isinstance(img, np.ndarray)
             if from_array not in pipelines:
                 pipelines[from_array] = _test_pipeline(cfg, from_array)
-            data = dict(img=img, img_id=idx) if from_array else dict(
-                img_path=img, img_id=idx)
-            packed = pipelines[from_array](data)
-            if packed is None:
-                name = f'array {idx}' if from_array else img
-                raise RuntimeError(f'cannot load image {name}')
-            batch.append(packed)
+            try:
+                batch.append(_load_image(pipelines[from_array], img, idx))
+            except Exception as exc:
+                if not skip:
+                    raise
+                failures.append(
+                    ImageFailure(idx, _image_name(img, idx), str(exc)))
+                continue
+            where.append(idx)
+        if not batch:
+            continue
         with torch.no_grad():
-            results.extend(model.test_step(pseudo_collate(batch)))
-    return results[0] if single else results
+            outputs = model.test_step(pseudo_collate(batch))
+        for idx, output in zip(where, outputs):
+            results[idx] = output
+    if single:
+        return results[0]
+    failures.sort(key=lambda f: f.index)
+    for failure in failures:
+        warnings.warn(f'inference_sniper: skipped {failure.error}')
+    return InferenceResults(results, failures)

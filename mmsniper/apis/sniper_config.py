@@ -237,8 +237,9 @@ def _same(a, b) -> bool:
 
 
 def _test_pipeline(cfg: Config) -> Optional[list]:
-    """The source's test pipeline without its resizing steps."""
-    from .tta import RESIZING_STEPS
+    """The source's test pipeline without its resizing steps, loading with
+    the checked loader (:func:`~mmsniper.apis.tta.sniper_test_pipeline`)."""
+    from .tta import sniper_test_pipeline
     loader = cfg.get('test_dataloader') or {}
     dataset = loader.get('dataset') or {}
     while 'dataset' in dataset:
@@ -246,8 +247,7 @@ def _test_pipeline(cfg: Config) -> Optional[list]:
     steps = dataset.get('pipeline')
     if not steps:
         return None
-    steps = [copy.deepcopy(dict(s)) for s in steps]
-    return [s for s in steps if config_type_name(s) not in RESIZING_STEPS]
+    return sniper_test_pipeline(steps)
 
 
 def make_sniper_config(source: str,
@@ -431,7 +431,9 @@ def make_sniper_config(source: str,
     if test_steps is not None:
         lines += [
             '# the SNIPER test resizes (and tiles) per scale itself: the '
-            'image is', '# loaded at its original size',
+            'image is', '# loaded at its original size, by '
+            'LoadSniperChipFromFile: a pixel limit', '# read from the '
+            'header before decoding, decode errors naming the file',
             f'tta_pipeline = {_fmt(test_steps)}', ''
         ]
     text = '\n'.join(lines)

@@ -15,7 +15,7 @@ from typing import Optional
 
 from mmengine.config import Config, ConfigDict
 
-__all__ = ['enable_tta', 'sniper_tta_config']
+__all__ = ['enable_tta', 'sniper_tta_config', 'sniper_test_pipeline']
 
 #: Steps that change the image size: a SNIPER test loads the original size.
 RESIZING_STEPS = ('Resize', 'RandomResize', 'FixShapeResize', 'RandomFlip',
@@ -24,6 +24,34 @@ RESIZING_STEPS = ('Resize', 'RandomResize', 'FixShapeResize', 'RandomFlip',
 
 def _type_name(cfg) -> str:
     return str(cfg.get('type', '')).split('.')[-1]
+
+
+def sniper_test_pipeline(steps) -> list:
+    """A test pipeline for a SNIPER or AutoFocus test from a plain one.
+
+    The resizing steps (:data:`RESIZING_STEPS`) are dropped: the TTA model
+    resizes per scale itself. ``LoadImageFromFile`` becomes
+    ``LoadSniperChipFromFile`` with the same arguments, which loads the
+    whole image in the same way and adds the project's checks: a pixel limit
+    read from the file header before decoding, and decode errors that name
+    the file.
+
+    Args:
+        steps (list[dict]): The test pipeline.
+
+    Returns:
+        list[dict]: New steps (copies).
+    """
+    out = []
+    for step in steps:
+        step = copy.deepcopy(dict(step))
+        name = _type_name(step)
+        if name in RESIZING_STEPS:
+            continue
+        if name == 'LoadImageFromFile':
+            step['type'] = 'LoadSniperChipFromFile'
+        out.append(step)
+    return out
 
 
 def _is_sniper_tta(tta_model) -> bool:
@@ -44,7 +72,8 @@ def enable_tta(cfg: Config, tta_model: Optional[dict] = None) -> Config:
     Defaults as mmdet's: without ``tta_model``, ``DetTTAModel`` with
     horizontal-flip TTA. A SNIPER or AutoFocus ``tta_model`` without
     ``tta_pipeline`` gets the test pipeline without its resizing steps (the
-    TTA model resizes per scale itself), and its ``SniperTTAStatsHook``,
+    TTA model resizes per scale itself) and with the checked loader
+    (:func:`sniper_test_pipeline`), and its ``SniperTTAStatsHook``,
     which logs the pixels and time per image next to the metric.
 
     Args:
@@ -68,10 +97,8 @@ def enable_tta(cfg: Config, tta_model: Optional[dict] = None) -> Config:
     if 'tta_pipeline' not in cfg and sniper:
         warnings.warn('Cannot find ``tta_pipeline`` in config: using the '
                       'test pipeline without its resizing steps.')
-        cfg.tta_pipeline = [
-            step for step in copy.deepcopy(_innermost_dataset(cfg).pipeline)
-            if _type_name(step) not in RESIZING_STEPS
-        ]
+        cfg.tta_pipeline = sniper_test_pipeline(
+            _innermost_dataset(cfg).pipeline)
     if 'tta_pipeline' not in cfg:
         warnings.warn('Cannot find ``tta_pipeline`` in config, '
                       'we will set it as default.')

@@ -145,17 +145,26 @@ def _dilate(mask: np.ndarray, size: int) -> np.ndarray:
     return out.any(axis=-1)
 
 
-def _region_boxes(mask: np.ndarray) -> np.ndarray:
+def _region_boxes(mask: np.ndarray, holes: bool = False) -> np.ndarray:
     """Cell bounding boxes ``(x1, y1, x2, y2)`` (end exclusive) of the
-    8-connected regions of ``mask``."""
+    8-connected regions of ``mask``; with ``holes``, also one box per hole
+    (a 4-connected background region that does not reach the map border),
+    the box of the cells around it, as the bounding rectangle of the hole
+    contour that ``cv2.findContours(..., cv2.RETR_LIST, ...)`` returns."""
     from scipy import ndimage
     labelled, count = ndimage.label(mask, structure=np.ones((3, 3), bool))
-    if not count:
-        return np.zeros((0, 4), dtype=np.float64)
-    slices = ndimage.find_objects(labelled)
-    return np.array([[sx.start, sy.start, sx.stop, sy.stop]
-                     for sy, sx in slices],
-                    dtype=np.float64)
+    boxes = [[sx.start, sy.start, sx.stop, sy.stop]
+             for sy, sx in ndimage.find_objects(labelled)] if count else []
+    if holes and count:
+        height, width = mask.shape
+        background, _ = ndimage.label(~mask)  # 4-connected
+        for sy, sx in ndimage.find_objects(background):
+            if (sy.start == 0 or sx.start == 0 or sy.stop == height
+                    or sx.stop == width):
+                continue  # reaches the border: outside, not a hole
+            boxes.append(
+                [sx.start - 1, sy.start - 1, sx.stop + 1, sy.stop + 1])
+    return np.array(boxes, dtype=np.float64).reshape(-1, 4)
 
 
 def _grow_and_shift(boxes: np.ndarray, min_size: int, cells_h: int,
@@ -196,7 +205,8 @@ def generate_focus_chips(focus_map,
                          image_size,
                          stride: int = 16,
                          parent_offset=(0.0, 0.0),
-                         scale: float = 1.0) -> np.ndarray:
+                         scale: float = 1.0,
+                         holes: bool = False) -> np.ndarray:
     """FocusChips of the next scale from one focus map.
 
     The map is the focus head's foreground probability on the ``stride``
@@ -210,6 +220,15 @@ def generate_focus_chips(focus_map,
     changing. Boxes live on the cell grid; in pixels, a box reaching past
     the region's far edge is cut there and its near edge moved back to keep
     ``min_size`` cells where the region allows.
+
+    The reference finds the regions with ``cv2.findContours(...,
+    cv2.RETR_LIST, ...)``, which returns the contours of the holes of a
+    region too: each hole's box is grown and painted like a region's, and a
+    hole left at the end is a chip of its own, inside its region's chip.
+    ``holes=False`` (the default) takes the regions only; ``holes=True``
+    reproduces the reference. The map itself is cropped to the region's
+    cells before thresholding; the reference thresholds the whole network
+    output, padding included.
 
     Args:
         focus_map (np.ndarray): ``(H, W)`` probabilities. A map larger than
@@ -227,6 +246,8 @@ def generate_focus_chips(focus_map,
             top-left corner in the original image. Defaults to (0, 0).
         scale (float): Factor from original pixels to the map's pixels.
             Defaults to 1.
+        holes (bool): Also take the holes of the regions, as the
+            reference's ``cv2.RETR_LIST`` contours do. Defaults to False.
 
     Returns:
         np.ndarray: ``(N, 4)`` float64 chips ``(x1, y1, x2, y2)`` in original
@@ -275,13 +296,21 @@ def generate_focus_chips(focus_map,
         fmap = np.pad(fmap, ((0, cells_h - fmap.shape[0]),
                              (0, cells_w - fmap.shape[1])))
     mask = _dilate(fmap >= threshold, dilation)
-    boxes = _region_boxes(mask).astype(np.int64)
-    count = -1
-    while len(boxes) and count != len(boxes):
+    holes = bool(holes)
+    boxes = _region_boxes(mask, holes).astype(np.int64)
+    # the reference's loop (gmask): paint the grown boxes and find the
+    # regions again until their number stops changing; it compares counts
+    # from the second painting on. Without holes a first painting that
+    # merges nothing is already a fixed point, so that one may stop it.
+    rounds = 0
+    while len(boxes):
         count = len(boxes)
         mask = _paint(mask, _grow_and_shift(boxes, min_size, cells_h,
                                             cells_w))
-        boxes = _region_boxes(mask).astype(np.int64)
+        boxes = _region_boxes(mask, holes).astype(np.int64)
+        rounds += 1
+        if len(boxes) == count and (rounds > 1 or not holes):
+            break
     boxes = _grow_and_shift(boxes, min_size, cells_h, cells_w)
     chips = boxes.astype(np.float64) * stride
     for axis, limit in ((0, scaled_w), (1, scaled_h)):

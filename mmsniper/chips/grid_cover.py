@@ -11,8 +11,16 @@ on the grid in raster order, ties included:
 * few boxes, no ``rng``: pure Python over the *corner* chips (below);
 * up to :data:`CORNER_COVER_MAX_BOXES` boxes, no ``rng``: the same search
   vectorised, each corner chip's boxes as the bits of a uint64;
-* otherwise: a count map of the occupied part of the grid (a 2-D
-  difference array), which also draws random ties uniformly.
+* otherwise, on a small grid region (up to :data:`DENSE_COVER_MAX_CELLS`
+  cells, or many boxes in it): a count map of the occupied part of the
+  grid (a 2-D difference array), which also draws random ties uniformly;
+* otherwise: counts of uncovered boxes kept only on the grid cells that
+  some box's rectangle holds, updated on the cells of the boxes each pick
+  covers, with the cells of the largest count in raster order for the
+  maximum and its ties (random ties drawn uniformly, as
+  :func:`~mmsniper.chips.cover.pick_max` draws them on the whole grid).
+  Its cost follows the boxes (the sum of their rectangles' areas), not
+  the grid: a 50,000 px image at scale 3 has 22 million candidate chips.
 
 Corner chips: the lowest-raster chip among those holding the most boxes
 is always ``(row_first[i], col_first[j])`` for some boxes ``i, j``. The
@@ -20,20 +28,31 @@ chip whose row and column are the largest firsts of the boxes that a best
 chip holds holds them too and comes no later in raster order.
 """
 import bisect
+import math
 
 import numpy as np
 
 from .cover import pick_max
 
 __all__ = [
-    'grid_greedy_cover', 'SMALL_COVER_MAX_BOXES', 'CORNER_COVER_MAX_BOXES'
+    'grid_greedy_cover', 'SMALL_COVER_MAX_BOXES', 'CORNER_COVER_MAX_BOXES',
+    'DENSE_COVER_MAX_CELLS'
 ]
 
 #: Up to this many boxes the deterministic cover runs in pure Python.
 SMALL_COVER_MAX_BOXES = 8
 #: Up to this many boxes (at most 64) the deterministic cover searches the
-#: corner chips with numpy; above it, the count map.
+#: corner chips with numpy; above it, the counts.
 CORNER_COVER_MAX_BOXES = 32
+#: Up to this many grid cells in the boxes' bounding region, the counts are
+#: a dense map of that region; above it, sparse counts on the boxes' cells
+#: (unless :data:`SPARSE_COVER_MAX_DENSITY` says otherwise).
+DENSE_COVER_MAX_CELLS = 1 << 16
+#: The sparse counts hold one entry per (box, containing chip) pair: they
+#: are used only while there are at most this many pairs per cell of the
+#: bounding region (else the dense map is smaller), e.g. not for a small
+#: image with many boxes on a fine stride.
+SPARSE_COVER_MAX_DENSITY = 1.0
 
 
 def grid_greedy_cover(boxes,
@@ -84,8 +103,15 @@ def grid_greedy_cover(boxes,
         rows, cols, covered_by[coverable] = _corner_cover(
             row_first, row_last, col_first, col_last)
     else:
-        rows, cols, covered_by[coverable] = _count_map_cover(
-            row_first, row_last, col_first, col_last, rng)
+        num_cells = ((int(row_last.max()) - int(row_first.min()) + 1) *
+                     (int(col_last.max()) - int(col_first.min()) + 1))
+        num_pairs = int(((row_last - row_first + 1) *
+                         (col_last - col_first + 1)).sum())
+        sparse = (num_cells > DENSE_COVER_MAX_CELLS
+                  and num_pairs <= SPARSE_COVER_MAX_DENSITY * num_cells)
+        cover = _sparse_count_cover if sparse else _count_map_cover
+        rows, cols, covered_by[coverable] = cover(row_first, row_last,
+                                                  col_first, col_last, rng)
     return rows, cols, covered_by
 
 
@@ -292,3 +318,221 @@ def _count_map_cover(row_first, row_last, col_first, col_last, rng=None):
                    col_first[box]:col_last[box] + 1] -= 1
     return (np.array(pick_rows, dtype=np.int64) + row_offset,
             np.array(pick_cols, dtype=np.int64) + col_offset, covered_by)
+
+
+def _rectangle_cells(row_first, row_last, col_first, col_last, num_cols):
+    """Every grid cell of every rectangle, rectangle by rectangle.
+
+    Args:
+        row_first (np.ndarray): ``(N,)`` first row of each rectangle.
+        row_last (np.ndarray): ``(N,)`` last row (inclusive).
+        col_first (np.ndarray): ``(N,)`` first column.
+        col_last (np.ndarray): ``(N,)`` last column (inclusive).
+        num_cols (int): Columns of the grid (raster index ``r * num_cols +
+            c``).
+
+    Returns:
+        tuple[np.ndarray, np.ndarray, np.ndarray]: ``(cells, owners,
+        starts)``: int64 raster indices of the cells, rectangle by rectangle
+        and in raster order within one, the rectangle of each, and where
+        each rectangle's cells start (``N + 1`` entries).
+    """
+    widths = col_last - col_first + 1
+    areas = (row_last - row_first + 1) * widths
+    starts = np.zeros(len(areas) + 1, dtype=np.int64)
+    np.cumsum(areas, out=starts[1:])
+    owners = np.repeat(np.arange(len(areas)), areas)
+    rows, cols = np.divmod(
+        np.arange(starts[-1], dtype=np.int64) - starts[owners],
+        widths[owners])
+    rows += row_first[owners]
+    cols += col_first[owners]
+    return rows * num_cols + cols, owners, starts
+
+
+class _TieSet:
+    """Cells of equal count in raster order, each live until removed.
+
+    Gives the number of live cells and the ``n``-th of them in raster order
+    in ``O(sqrt(size))`` numpy work, through a live count per block of
+    cells.
+
+    Args:
+        cells (np.ndarray): Sorted cell ids.
+    """
+
+    def __init__(self, cells):
+        self.cells = cells
+        self.size = len(cells)
+        self.live = np.ones(self.size, dtype=bool)
+        # A block scan is cheaper than a prefix sum over blocks: blocks of
+        # about 4 sqrt(size) cells balance the two.
+        self.block_size = max(256, 4 * math.isqrt(self.size))
+        num_blocks = -(-self.size // self.block_size)
+        self.block_live = np.full(num_blocks, self.block_size)
+        self.block_live[-1] = self.size - self.block_size * (num_blocks - 1)
+
+    def nth(self, nth) -> int:
+        """Position in ``cells`` of the ``nth`` live cell (from 0)."""
+        block_ends = self.block_live.cumsum()
+        block = int(block_ends.searchsorted(nth, side='right'))
+        nth -= int(block_ends[block]) - int(self.block_live[block])
+        start = block * self.block_size
+        in_block = self.live[start:start + self.block_size].nonzero()[0]
+        return start + int(in_block[nth])
+
+    def remove(self, positions):
+        """Mark live cells dead, by their distinct positions in ``cells``."""
+        self.live[positions] = False
+        self.size -= len(positions)
+        self.block_live -= np.bincount(
+            positions // self.block_size, minlength=len(self.block_live))
+
+
+def _sparse_count_cover(row_first, row_last, col_first, col_last, rng=None):
+    """Greedy cover with counts kept only on the cells boxes reach.
+
+    The cost follows the boxes, not the grid: the counts live on the
+    distinct cells of the boxes' rectangles (``U`` of them, at most the sum
+    of the rectangles' areas) and a pick lowers only the cells of the boxes
+    it covers. The cells whose count is the current maximum form a
+    :class:`_TieSet`, which gives the number of ties and the ``k``-th tie
+    in raster order, as :func:`~mmsniper.chips.cover.pick_max` draws on the
+    whole grid. While that maximum holds, cells only leave the set (counts
+    never grow); when it empties, the cells of the next largest count are
+    gathered, one ``O(U)`` pass per distinct maximum. Once the maximum is
+    1, the remaining boxes' rectangles are disjoint and each pick covers
+    exactly one box: :func:`_cover_disjoint` finishes.
+
+    Args:
+        row_first (np.ndarray): ``(N,)`` first containing grid row per box.
+        row_last (np.ndarray): ``(N,)`` last containing grid row per box.
+        col_first (np.ndarray): ``(N,)`` first containing column per box.
+        col_last (np.ndarray): ``(N,)`` last containing column per box.
+        rng (np.random.Generator, optional): Breaks ties at random; without
+            it the lowest raster index wins.
+
+    Returns:
+        tuple[np.ndarray, np.ndarray, np.ndarray]: Picked rows, picked
+        columns, and per box the pick that covered it.
+    """
+    row_offset, col_offset = row_first.min(), col_first.min()
+    num_cols = int(col_last.max() - col_offset) + 1
+    incidences, owners, box_starts = _rectangle_cells(
+        row_first - row_offset, row_last - row_offset,
+        col_first - col_offset, col_last - col_offset, num_cols)
+    # Distinct cells in raster order (cell ids); cell_of[e]: the cell of
+    # incidence e; the boxes of cell u: cell_boxes[cell_starts[u]:...].
+    order = incidences.argsort()
+    sorted_cells = incidences[order]
+    new_cell = np.empty(len(order), dtype=bool)
+    new_cell[0] = True
+    np.not_equal(sorted_cells[1:], sorted_cells[:-1], out=new_cell[1:])
+    cell_starts = np.append(new_cell.nonzero()[0], len(order))
+    raster = sorted_cells[cell_starts[:-1]]
+    cell_of = np.empty(len(order), dtype=np.int64)
+    cell_of[order] = new_cell.cumsum() - 1
+    cell_boxes = owners[order]
+    del incidences, owners, sorted_cells, new_cell
+    counts = np.diff(cell_starts)
+    uncovered = np.ones(len(row_first), dtype=bool)
+    covered_by = np.full(len(row_first), -1, dtype=np.int64)
+    picks = []
+    while True:
+        top = counts.max()
+        if top <= 1:
+            break
+        ties = _TieSet((counts == top).nonzero()[0])
+        tie_position = np.full(len(counts), -1, dtype=np.int64)
+        tie_position[ties.cells] = np.arange(ties.size)
+        while ties.size:
+            nth = 0 if rng is None else int(rng.integers(ties.size))
+            cell = ties.cells[ties.nth(nth)]
+            boxes = cell_boxes[cell_starts[cell]:cell_starts[cell + 1]]
+            boxes = boxes[uncovered[boxes]]
+            covered_by[boxes] = len(picks)
+            uncovered[boxes] = False
+            picks.append(raster[cell])
+            if len(boxes) == 1:
+                box = int(boxes[0])
+                touched = cell_of[box_starts[box]:box_starts[box + 1]]
+                counts[touched] -= 1
+                positions = tie_position[touched]
+                positions = positions[positions >= 0]
+            else:
+                sizes = box_starts[boxes + 1] - box_starts[boxes]
+                touched = cell_of[np.repeat(
+                    box_starts[boxes] - (sizes.cumsum() - sizes), sizes) +
+                                  np.arange(sizes.sum())]
+                np.subtract.at(counts, touched, 1)
+                positions = tie_position[touched]
+                positions = np.unique(positions[positions >= 0])
+            ties.remove(positions[ties.live[positions]])
+    picks = np.array(picks, dtype=np.int64)
+    left = uncovered.nonzero()[0]
+    if len(left):
+        covered, cells = _cover_disjoint(cell_of, box_starts, left,
+                                         order[uncovered[cell_boxes]], rng)
+        covered_by[covered] = len(picks) + np.arange(len(left))
+        picks = np.append(picks, raster[cells])
+    rows, cols = np.divmod(picks, num_cols)
+    return rows + row_offset, cols + col_offset, covered_by
+
+
+def _cover_disjoint(cell_of, box_starts, boxes, by_cell, rng=None):
+    """The greedy picks once no cell holds two uncovered boxes.
+
+    Every cell of the boxes' rectangles then has count 1 and the rectangles
+    are disjoint: each pick covers the one box whose rectangle holds the
+    picked cell. Without ``rng`` the boxes go in the raster order of their
+    first cell, which is the pick; with it, each pick is the ``k``-th cell
+    of the remaining rectangles in raster order, ``k`` drawn as
+    :func:`~mmsniper.chips.cover.pick_max` draws it.
+
+    Args:
+        cell_of (np.ndarray): Cell id (raster order) of each incidence.
+        box_starts (np.ndarray): Where each box's incidences start in
+            ``cell_of`` (one more entry than boxes); a box's cells are in
+            raster order.
+        boxes (np.ndarray): The uncovered boxes, ascending.
+        by_cell (np.ndarray): Their incidences, in raster order.
+        rng (np.random.Generator, optional): Breaks ties at random.
+
+    Returns:
+        tuple[np.ndarray, np.ndarray]: The boxes in the order they are
+        covered, and the cell id picked for each.
+    """
+    if rng is None:
+        first_cells = cell_of[box_starts[boxes]]
+        order = first_cells.argsort()
+        return boxes[order], first_cells[order]
+    ties = _TieSet(cell_of[by_cell])
+    # Each box's cells: their positions in ties (position[box_starts[box]:
+    # box_starts[box + 1]]) and, as runs within one block each, the blocks
+    # and lengths run_blocks[run_starts[box]:run_starts[box + 1]].
+    position = np.zeros(len(cell_of), dtype=np.int64)
+    position[by_cell] = np.arange(len(by_cell))
+    blocks = position // ties.block_size
+    new_run = np.ones(len(cell_of), dtype=bool)
+    np.not_equal(blocks[1:], blocks[:-1], out=new_run[1:])
+    new_run[box_starts[:-1]] = True
+    run_firsts = new_run.nonzero()[0]
+    run_blocks = blocks[run_firsts]
+    run_lengths = np.diff(np.append(run_firsts, len(cell_of)))
+    run_starts = run_firsts.searchsorted(box_starts).tolist()
+    tie_owner = np.searchsorted(box_starts, by_cell, side='right') - 1
+    box_starts = box_starts.tolist()
+    live, block_live = ties.live, ties.block_live
+    order, picked = [], []
+    for _ in range(len(boxes)):
+        tie = ties.nth(int(rng.integers(ties.size)))
+        box = int(tie_owner[tie])
+        order.append(box)
+        picked.append(tie)
+        start, stop = box_starts[box], box_starts[box + 1]
+        live[position[start:stop]] = False
+        ties.size -= stop - start
+        runs = slice(run_starts[box], run_starts[box + 1])
+        block_live[run_blocks[runs]] -= run_lengths[runs]
+    return (np.array(order, dtype=np.int64),
+            ties.cells[np.array(picked, dtype=np.int64)])

@@ -13,9 +13,8 @@ dropped). Pure numpy.
 """
 import numpy as np
 
-from .cover import assign_boxes_to_chips, check_rng
-from .geometry import (check_bboxes, check_chip_params, clip_bboxes,
-                       containment_matrix)
+from .cover import any_chip_contains, assign_boxes_to_chips, check_rng
+from .geometry import check_bboxes, check_chip_params, clip_bboxes
 from .positive import ScaleChips, chip_driving_mask, generate_scale_chips
 from .scales import (check_image_size, check_scale_factor,
                      compute_scale_factor, compute_scale_factors,
@@ -124,7 +123,7 @@ def _driving_mask(boxes, pos_chips, scale_factor, valid_range, chip_size,
                              stride, image_size)
     if len(pos_chips) and mask.any():
         candidates = np.flatnonzero(mask)
-        inside = containment_matrix(pos_chips, boxes[candidates]).any(axis=0)
+        inside = any_chip_contains(pos_chips, boxes[candidates])
         mask[candidates[inside]] = False
     return mask
 

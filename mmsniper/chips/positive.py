@@ -18,7 +18,7 @@ import numpy as np
 from .cover import assign_boxes_to_chips, check_rng, greedy_cover
 from .geometry import (FIT_TOLERANCE, axis_origins_and_ends,
                        candidate_chip_origins, candidate_chips, check_bboxes,
-                       check_chip_params, clip_bboxes, containment_matrix)
+                       check_chip_params, clip_bboxes)
 from .grid_cover import grid_greedy_cover
 from .scales import (check_image_size, check_scale_factor,
                      compute_scale_factors, normalize_valid_range,
@@ -44,11 +44,12 @@ class ScaleChips(NamedTuple):
         scale_factor (float): Resize factor of the scale.
         gt_valid (np.ndarray): ``(N,)`` bool, the GT valid at this scale:
             those that drive chips (:func:`chip_driving_mask`) and, with
-            ``lower_bound_scales='coarsest'``, those below the range that a
-            chosen chip contains.
+            ``lower_bound_scales='coarsest'``, those below the range that
+            overlap a chosen chip (see :func:`generate_multiscale_chips`).
         gt_chip (np.ndarray): ``(N,)`` int64 index into ``chips`` of the
-            chip each valid GT is assigned to (it contains the GT); -1 for
-            the other GT.
+            chip each valid GT is assigned to (it contains the GT, except
+            a GT below the range, which may overlap it only in part); -1
+            for the other GT.
     """
     chips: np.ndarray
     scale_factor: float
@@ -220,7 +221,20 @@ def _chips_of_scale(box_coords, valid, image_size, scale_factor, chip_size,
 
 
 def _add_small_valid_gt(scale_chips, geometry, below_range) -> ScaleChips:
-    """Make the GT below the valid range valid in the chip holding them.
+    """Make the GT below the valid range valid in the chip they overlap most.
+
+    The rule of the authors' code (``box_assigner`` in
+    ``lib/data_utils/data_workers.py``): each such GT goes to the chip of
+    the scale with the largest intersection over the GT's area (their
+    ``ignore_overlaps``, argmax over the chips, the lowest index on ties; a
+    chip that contains the GT always wins), and is valid there when that
+    intersection is at least 1 px (orig px) wide and high. Partial overlap
+    is enough: the chip crop clips the GT to the chip, and drops the piece
+    if it is under ``min_gt_size`` chip px, as the reference does. The
+    chip of largest overlap is the only one tried: when its intersection is
+    thinner than 1 px, or the GT overlaps no chip, the GT stays invalid at
+    this scale. The reference's other test, sqrt(intersection area) <=
+    ``hi``, always holds here (the GT itself is below ``hi``).
 
     Args:
         scale_chips (ScaleChips): The chips driven by the in-range GT.
@@ -229,19 +243,22 @@ def _add_small_valid_gt(scale_chips, geometry, below_range) -> ScaleChips:
             test but the range's lower bound.
 
     Returns:
-        ScaleChips: Each such GT is assigned to the first chip that contains
-        it (the one of largest intersection over box area, lowest index);
-        one that no chip contains stays invalid.
+        ScaleChips: ``scale_chips`` with those GT made valid and assigned.
     """
     chips = scale_chips.chips
     ids = np.flatnonzero(below_range & ~scale_chips.gt_valid)
     if not len(ids) or not len(chips):
         return scale_chips
     boxes = geometry.coords[:, ids].T
-    contained = containment_matrix(chips, boxes)
-    inside = contained.any(axis=0)
+    best = assign_boxes_to_chips(boxes, chips)
+    best_chips = chips[np.maximum(best, 0)]
+    inter_widths = (np.minimum(boxes[:, 2], best_chips[:, 2]) -
+                    np.maximum(boxes[:, 0], best_chips[:, 0]))
+    inter_heights = (np.minimum(boxes[:, 3], best_chips[:, 3]) -
+                     np.maximum(boxes[:, 1], best_chips[:, 1]))
+    taken = (best >= 0) & (inter_widths >= 1.0) & (inter_heights >= 1.0)
     gt_chip = scale_chips.gt_chip.copy()
-    gt_chip[ids[inside]] = contained[:, inside].argmax(axis=0)
+    gt_chip[ids[taken]] = best[taken]
     return scale_chips._replace(gt_valid=gt_chip >= 0, gt_chip=gt_chip)
 
 
@@ -269,10 +286,13 @@ def generate_multiscale_chips(gt_bboxes,
             without it the result is deterministic.
         lower_bound_scales (str): ``'all'`` (spec, paper): a GT below a
             scale's range is never valid there. ``'coarsest'`` (the
-            authors' code): at every scale but the coarsest, a GT that
-            passes every test but the lower bound does not drive chips but
-            is valid in the first chosen chip that contains it. Defaults to
-            ``'all'``.
+            authors' code, ``box_assigner``): at every scale but the
+            coarsest, a GT that passes every test but the lower bound does
+            not drive chips but is valid in the chosen chip it overlaps
+            most (largest intersection over its area, lowest index on
+            ties), partial overlap included, if that intersection is at
+            least 1 px wide and high (orig px); the chip crop then keeps
+            the part inside the chip. Defaults to ``'all'``.
 
     Returns:
         list[ScaleChips]: One entry per scale.

@@ -9,6 +9,7 @@ that tile's edges that are not image edges, so pruning detections cut by
 inner tile edges (:func:`mmsniper.chips.mapping.edge_cut_mask`) loses none.
 """
 import math
+from numbers import Real
 
 import numpy as np
 
@@ -16,7 +17,7 @@ from .scales import check_image_size, check_scale_factor
 
 __all__ = [
     'axis_tiles', 'tile_layout', 'scaled_size', 'tile_overlap',
-    'plan_scale_tiles'
+    'plan_scale_tiles', 'check_tile_settings'
 ]
 
 
@@ -112,6 +113,29 @@ def tile_overlap(max_object_size: float, edge_margin: float) -> int:
     return int(math.ceil(max_object_size + 2 * edge_margin))
 
 
+def check_tile_settings(tile_size, overlap=None) -> None:
+    """Refuse a tile side that is not a positive integer and an explicit
+    overlap that is negative, not a number or not smaller than the tile
+    (both in scaled px, as ``tile_cfg.tile_size`` / ``tile_cfg.overlap``).
+
+    Raises:
+        ValueError: Naming ``tile_cfg.tile_size`` or ``tile_cfg.overlap``.
+    """
+    if (isinstance(tile_size, bool) or not isinstance(tile_size, Real)
+            or not 0 < tile_size < math.inf or int(tile_size) != tile_size):
+        raise ValueError('tile_cfg.tile_size must be a positive integer '
+                         f'(scaled px), got {tile_size!r}')
+    if overlap is None:
+        return
+    if (isinstance(overlap, bool) or not isinstance(overlap, Real)
+            or not 0 <= overlap < tile_size):
+        raise ValueError(
+            f'tile_cfg.overlap must be a number of scaled px >= 0 and '
+            f'smaller than tile_cfg.tile_size ({tile_size!r}), got '
+            f'{overlap!r}; None derives it from the valid range and '
+            'edge_margin')
+
+
 def plan_scale_tiles(image_size,
                      factor: float,
                      max_pixels: float,
@@ -147,9 +171,7 @@ def plan_scale_tiles(image_size,
     whole = np.array([[0.0, 0.0, width, height]])
     if out_h * out_w <= max_pixels:
         return whole
-    if int(tile_size) != tile_size or tile_size <= 0:
-        raise ValueError(f'tile_size must be a positive integer, got '
-                         f'{tile_size!r}')
+    check_tile_settings(tile_size, overlap)
     orig_tile = int(math.floor(tile_size / factor))
     if orig_tile < 1:
         raise ValueError(f'tile_size {tile_size} is under one original px '
@@ -160,6 +182,14 @@ def plan_scale_tiles(image_size,
         orig_overlap = orig_tile // 2
     else:
         orig_overlap = tile_overlap(max_object_size, edge_margin)
+    if orig_overlap >= orig_tile and overlap is not None:
+        # overlap < tile_size in scaled px, but rounding to orig px at a
+        # factor > 1 made them meet
+        raise ValueError(
+            f'tile_cfg.overlap {overlap!r} scaled px = {orig_overlap} orig '
+            f'px does not leave room in a tile of tile_cfg.tile_size '
+            f'{tile_size} scaled px = {orig_tile} orig px at factor '
+            f'{factor:.4g}: lower tile_cfg.overlap or raise tile_size')
     if orig_overlap >= orig_tile:
         raise ValueError(
             f'tile overlap {orig_overlap} orig px (objects up to '

@@ -58,13 +58,17 @@ def _nesting_example(found: dict, has_dataset: bool) -> str:
 def check_chip_dataset_args(dataset, extra: dict, scales: Sequence,
                             valid_ranges: Sequence, chip_size: int,
                             stride: int,
-                            stride_jitter: Optional[Sequence[int]]) -> None:
+                            stride_jitter: Optional[Sequence[int]],
+                            accepted: Sequence[str] = ()) -> None:
     """Check the arguments of :class:`SniperChipDataset` before any work.
 
     Args:
         dataset: The ``dataset`` argument (None when missing).
         extra (dict): Keyword arguments the dataset does not take.
         scales, valid_ranges, chip_size, stride, stride_jitter: As given.
+        accepted (Sequence[str]): The arguments the dataset takes, named in
+            the message about unknown ones (passed in by the dataset, so
+            that this module does not import it).
 
     Raises:
         TypeError: ``dataset`` missing, or unknown keys (the message shows
@@ -88,14 +92,9 @@ def check_chip_dataset_args(dataset, extra: dict, scales: Sequence,
             'optional pipeline stay at its level:' +
             _nesting_example(misplaced, dataset is not None))
     if unknown:
-        from .sniper_chip_dataset import SniperChipDataset
-        params = [
-            p for p in inspect.signature(SniperChipDataset.__init__).parameters
-            if p not in ('self', 'kwargs')
-        ]
         raise TypeError(
             f'SniperChipDataset got unexpected argument(s) {unknown}; it '
-            f'takes {params} (dataset settings go in `dataset`)')
+            f'takes {list(accepted)} (dataset settings go in `dataset`)')
     check_chip_settings(scales, valid_ranges, chip_size, stride,
                         stride_jitter)
 

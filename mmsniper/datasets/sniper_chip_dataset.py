@@ -1,6 +1,7 @@
 # Copyright (c) mmsniper contributors. All rights reserved.
 """A dataset wrapper that turns every training image into its SNIPER chips."""
 import copy
+import inspect
 import multiprocessing
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -19,13 +20,13 @@ from mmsniper.utils.progress import DelayedProgressBar
 from .chip_settings import (check_chip_dataset_args, report_gt_validity,
                             warn_plain_index)
 from .chip_table import ChipIndex, ChipTable
+from .image_io import DEFAULT_MAX_IMAGE_PIXELS
 from .proposals import ProposalSet, load_proposals
 
 REFERENCE_COCO_SCALES = (3.0, 1.667, (-1, 512))
 REFERENCE_COCO_TRAIN_RANGES = ((-1, 80), (32, 150), (120, -1))
-#: Largest declared image (width x height) accepted by default: 2.5e9 px,
-#: e.g. a 50,000 x 50,000 aerial mosaic.
-DEFAULT_MAX_IMAGE_PIXELS = 50_000 * 50_000
+# DEFAULT_MAX_IMAGE_PIXELS (2.5e9 px, e.g. a 50,000 x 50,000 aerial mosaic)
+# is shared with the loader, LoadSniperChipFromFile(max_image_pixels=...).
 
 
 def image_gt(data_info: dict) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -160,9 +161,10 @@ class SniperChipDataset:
             to GT validity and to negative-mining proposals: ``'all'``
             scales (the spec and the paper) or only the ``'coarsest'`` one
             (the authors' code: at the other scales a GT below the range is
-            valid in the chip that contains it, and small proposals drive
-            negative chips). Positive chips are driven by the full ranges
-            either way. Defaults to ``'all'``.
+            valid in the positive chip it overlaps most, partial overlap
+            included, and small proposals drive negative chips). Positive
+            chips are driven by the full ranges either way. Defaults to
+            ``'all'``.
         max_image_pixels (float): Refuse an image whose declared
             ``width * height`` exceeds this (a corrupt size would make chip
             generation take minutes and gigabytes). Defaults to 2.5e9
@@ -201,8 +203,12 @@ class SniperChipDataset:
                  max_refetch: int = 100,
                  lazy_init: bool = False,
                  **kwargs) -> None:
-        check_chip_dataset_args(dataset, kwargs, scales, valid_ranges,
-                                chip_size, stride, stride_jitter)
+        check_chip_dataset_args(
+            dataset, kwargs, scales, valid_ranges, chip_size, stride,
+            stride_jitter, [
+                p for p in inspect.signature(type(self).__init__).parameters
+                if p not in ('self', 'kwargs')
+            ])
         if isinstance(dataset, dict):
             dataset = DATASETS.build(dataset)
         self.dataset = dataset

@@ -15,7 +15,19 @@ pixel ``i`` covers original px ``[i * 2**k, (i + 1) * 2**k)`` exactly; the
 pyramid stops at the first level that fits in one tile. Tiles are
 ``tile`` x ``tile`` px, compressed losslessly (zstd by default), so a read
 gives exactly the level's pixels. Each TIFF's description records the
-source file's size and mtime (for resuming and staleness checks).
+source file's size, mtime and SHA-256 (for resuming and staleness checks).
+
+Staleness: :meth:`TileStore.open` compares the source file's size and
+``mtime_ns`` (one ``stat()`` per call) with those recorded in its store
+file; when they differ, the SHA-256 of the source is compared (once per
+file and process, so a dataset copied without its mtimes stays usable),
+and a store file built from other bytes raises :class:`StaleTileError`,
+as does a truncated or corrupt store file. ``img_path`` must lie under the
+image root recorded in ``store.json`` (store file = its relative path +
+``.tif``, never outside the store folder); images that moved elsewhere are
+matched by their trailing path components only when their size and mtime
+or SHA-256 equal the recorded ones. When the source image is gone, the
+store file is used as it is (one warning per store and process).
 
 Library: ``tifffile`` + ``imagecodecs``. Measured on this 2-core machine
 (shared with other jobs, so ratios are what count) for one 4000 x 3000
@@ -44,10 +56,12 @@ is size: roughly the raw pixel count x 4/3 (pyramid), i.e. 10-20x a
 JPEG source on noisy photos; ``build_tile_store.py`` reports the ratio
 and checks free disk space first.
 """
+import hashlib
 import json
 import math
 import os
 import os.path as osp
+import warnings
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -63,6 +77,12 @@ _DESCRIPTION_KEY = 'mmsniper_tile_store'
 
 class TileStoreError(OSError):
     """A tile store, or one of its files, is missing or unusable."""
+
+
+class StaleTileError(TileStoreError):
+    """A store file that does not hold the current pixels of its image:
+    built from an older version of it or from another file, truncated or
+    corrupt. The image file itself may still be read instead."""
 
 
 def num_levels(height: int, width: int, tile: int) -> int:
@@ -158,19 +178,23 @@ class TiledImage:
     def __init__(self, path: str) -> None:
         import tifffile
         self.path = path
+        self._fd = None
         try:
             self._tif = tifffile.TiffFile(path)
             pages = list(self._tif.pages)
             desc = json.loads(pages[0].description or '{}')
+            file_size = os.fstat(self._tif.filehandle.fileno()).st_size
         except Exception as e:
-            raise TileStoreError(f'{path}: unreadable tile store file '
+            raise StaleTileError(f'{path}: unreadable tile store file '
                                  f'({type(e).__name__}: {e}); rebuild it '
                                  'with build_tile_store.py') from e
-        self.source = desc.get(_DESCRIPTION_KEY, {})
+        self.source = (desc.get(_DESCRIPTION_KEY, {})
+                       if isinstance(desc, dict) else {})
         self.levels = []
         for page in pages:
             if not page.is_tiled:
-                raise TileStoreError(f'{path}: page is not tiled')
+                self._tif.close()
+                raise StaleTileError(f'{path}: page is not tiled')
             self.levels.append(
                 dict(
                     page=page,
@@ -178,8 +202,45 @@ class TiledImage:
                     tile=(page.tilelength, page.tilewidth),
                     offsets=np.asarray(page.dataoffsets, np.int64),
                     counts=np.asarray(page.databytecounts, np.int64)))
+        problem = self._incomplete(file_size)
+        if problem:
+            self._tif.close()
+            raise StaleTileError(
+                f'{path}: truncated or incomplete tile store file '
+                f'({problem}); rebuild it with build_tile_store.py')
         self._fd = os.open(path, os.O_RDONLY)
         self.bytes_read = 0
+
+    def _incomplete(self, file_size: int) -> Optional[str]:
+        """Why the file cannot be a complete pyramid, or None: every
+        level present (as ``write_tiled_pyramid`` writes them) and every
+        tile's bytes inside the file."""
+        if not self.levels:
+            return 'no pages'
+        shape = self.levels[0]['shape']
+        tile = self.levels[0]['tile']
+        expected = (
+            num_levels(shape[0], shape[1], tile[0])
+            if tile[0] == tile[1] and tile[0] % 16 == 0 else None)
+        if expected is not None and len(self.levels) != expected:
+            return f'{len(self.levels)} of {expected} pyramid levels'
+        h, w = shape[:2]
+        for k, info in enumerate(self.levels):
+            if tuple(info['shape'][:2]) != (h, w):
+                return f'level {k} is {info["shape"][:2]}, not {(h, w)}'
+            th, tw = info['tile']
+            ntiles = -(-h // th) * -(-w // tw)
+            if len(info['offsets']) < ntiles or len(
+                    info['counts']) < ntiles:
+                return f'level {k} lists fewer than {ntiles} tiles'
+            ends = info['offsets'] + info['counts']
+            if (info['counts'] <= 0).any() or (info['offsets'] <= 0).any():
+                return f'level {k} has missing tiles'
+            if ends.max() > file_size:
+                return (f'level {k} has tiles up to byte {int(ends.max())} '
+                        f'of a {file_size}-byte file')
+            h, w = -(-h // 2), -(-w // 2)
+        return None
 
     @property
     def shape(self) -> Tuple[int, ...]:
@@ -211,14 +272,14 @@ class TiledImage:
                 count = int(info['counts'][index])
                 data = os.pread(self._fd, count, int(info['offsets'][index]))
                 if len(data) != count:
-                    raise TileStoreError(
+                    raise StaleTileError(
                         f'{self.path}: truncated (tile {index} of level '
                         f'{level}); rebuild it with build_tile_store.py')
                 self.bytes_read += count
                 try:
                     tile = page.decode(data, index)[0]
                 except Exception as e:
-                    raise TileStoreError(
+                    raise StaleTileError(
                         f'{self.path}: corrupt tile {index} of level '
                         f'{level} ({e}); rebuild it') from e
                 tile = tile.reshape(tile.shape[-3:])  # (th, tw, c)
@@ -234,7 +295,7 @@ class TiledImage:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-        self._tif.close()
+            self._tif.close()
 
     def __del__(self):
         try:
@@ -243,76 +304,201 @@ class TiledImage:
             pass
 
 
+def relative_to(path: str, root: str) -> Optional[str]:
+    """``path`` relative to the directory ``root`` (both as given, so pass
+    real paths), or None when it is not under ``root``."""
+    rel = osp.relpath(path, root)
+    if rel == osp.curdir or rel == osp.pardir or rel.startswith(
+            osp.pardir + os.sep) or osp.isabs(rel):
+        return None
+    return rel
+
+
+def read_store_meta(root: str) -> dict:
+    """``root/store.json``, checked; :class:`TileStoreError` names the file
+    for anything unusable."""
+    meta_path = osp.join(root, STORE_META)
+    if not osp.isfile(meta_path):
+        raise TileStoreError(
+            f'{root!r} is not a tile store (no {STORE_META}); build one '
+            'with tools/dataset_converters/build_tile_store.py')
+    try:
+        with open(meta_path) as f:
+            meta = json.load(f)
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise TileStoreError(f'{meta_path}: unreadable ({type(e).__name__}: '
+                             f'{e}); rebuild the store with '
+                             'build_tile_store.py into a new --out') from e
+    if not isinstance(meta, dict):
+        raise TileStoreError(f'{meta_path}: not a JSON object')
+    if (meta.get('format') != STORE_FORMAT
+            or meta.get('version') != STORE_VERSION):
+        raise TileStoreError(
+            f'{meta_path}: not a {STORE_FORMAT} v{STORE_VERSION} store')
+    bad = [
+        k for k in ('image_root', 'color_type')
+        if not isinstance(meta.get(k), str)
+    ]
+    if bad:
+        raise TileStoreError(f'{meta_path}: missing or invalid ' +
+                             ', '.join(bad))
+    return meta
+
+
 class TileStore:
     """A store directory: maps image paths to :class:`TiledImage` files.
 
-    ``img_path`` is looked up relative to the root recorded at build time;
-    if the images moved, by its trailing path components (``a/b/c.jpg``,
-    ``b/c.jpg``, ``c.jpg``). Open files are cached per process (at most
-    ``max_open``), so forked data-loader workers never share a handle.
+    ``img_path`` is looked up by its path relative to the image root
+    recorded at build time (``store.json``), and never outside the store
+    folder. An image that is not under that root (the images moved) is
+    matched by its trailing path components (``a/b/c.jpg``, ``b/c.jpg``,
+    ``c.jpg``), and accepted only when its size and mtime, or its SHA-256,
+    equal those recorded in the store file.
+
+    :meth:`open` checks every call that the store file was built from the
+    current source file (see the module docstring) and raises
+    :class:`StaleTileError` when not. Open files are cached per process (at
+    most ``max_open``), so forked data-loader workers never share a handle.
     """
 
     def __init__(self, root: str, max_open: int = 16) -> None:
         self.root = root
-        meta_path = osp.join(root, STORE_META)
-        if not osp.isfile(meta_path):
-            raise TileStoreError(
-                f'{root!r} is not a tile store (no {STORE_META}); build one '
-                'with tools/dataset_converters/build_tile_store.py')
-        with open(meta_path) as f:
-            self.meta = json.load(f)
-        if (self.meta.get('format') != STORE_FORMAT
-                or self.meta.get('version') != STORE_VERSION):
-            raise TileStoreError(
-                f'{meta_path}: not a {STORE_FORMAT} v{STORE_VERSION} store')
+        self.meta = read_store_meta(root)
         self.image_root = osp.realpath(self.meta['image_root'])
         self.color_type = self.meta['color_type']
         self.max_open = max_open
         self._cache: 'OrderedDict[str, TiledImage]' = OrderedDict()
-        self._paths: Dict[str, str] = {}
+        self._paths: Dict[str, Tuple[str, bool]] = {}
+        #: store file -> (source size, mtime_ns) seen to match it
+        self._verified: Dict[str, Tuple[int, int]] = {}
+        #: store file -> ((source size, mtime_ns), why it is stale)
+        self._stale: Dict[str, Tuple[Tuple[int, int], str]] = {}
+        self._warned_no_source = False
         self._pid = os.getpid()
 
     @staticmethod
     def relative_tif(rel_path: str) -> str:
         return rel_path + '.tif'
 
-    def tif_path(self, img_path: str) -> str:
-        """The store file for ``img_path``; raises if it is not there."""
+    def _inside(self, rel: str) -> Optional[str]:
+        """``root/rel.tif`` if that stays inside the store folder (no
+        absolute, empty or ``..`` parts; links the store's owner put in the
+        store are followed)."""
+        parts = rel.replace('\\', '/').split('/')
+        if (not rel or osp.isabs(rel) or osp.pardir in parts
+                or '' in parts):
+            return None
+        return osp.join(self.root, self.relative_tif(rel))
+
+    def _find(self, img_path: str) -> Tuple[str, bool]:
+        """(store file, whether ``img_path`` is under the image root)."""
         found = self._paths.get(img_path)
         if found is not None:
             return found
-        candidates = []
-        abs_path = osp.realpath(img_path)
-        rel = osp.relpath(abs_path, self.image_root)
-        if not rel.startswith('..'):
-            candidates.append(rel)
-        parts = osp.normpath(img_path).replace('\\', '/').split('/')
-        candidates += ['/'.join(parts[i:]) for i in range(len(parts))]
-        for cand in candidates:
-            path = osp.join(self.root, self.relative_tif(cand))
-            if osp.isfile(path):
-                self._paths[img_path] = path
-                return path
-        raise TileStoreError(
-            f'{img_path}: not in the tile store {self.root!r} (built for '
-            f'images under {self.image_root!r}); run '
-            'tools/dataset_converters/build_tile_store.py again on this '
-            'dataset (it resumes and adds missing images)')
+        rel = relative_to(osp.realpath(img_path), self.image_root)
+        if rel is not None:
+            path = self._inside(rel)
+            if path is None or not osp.isfile(path):
+                raise TileStoreError(
+                    f'{img_path}: not in the tile store {self.root!r}; run '
+                    'tools/dataset_converters/build_tile_store.py again on '
+                    'this dataset (it resumes and adds missing images)')
+            found = (path, True)
+        else:
+            parts = [
+                p for p in osp.normpath(img_path).replace('\\', '/').split(
+                    '/') if p not in ('', osp.curdir, osp.pardir)
+            ]
+            for i in range(len(parts)):
+                path = self._inside('/'.join(parts[i:]))
+                if path is not None and osp.isfile(path):
+                    found = (path, False)
+                    break
+            else:
+                raise TileStoreError(
+                    f'{img_path}: not under the image root '
+                    f'{self.image_root!r} of the tile store {self.root!r} '
+                    '(built for another dataset, or the images moved) and no '
+                    'store file matches its name; build a store for this '
+                    'dataset with tools/dataset_converters/'
+                    'build_tile_store.py')
+        self._paths[img_path] = found
+        return found
+
+    def tif_path(self, img_path: str) -> str:
+        """The store file for ``img_path``; raises if it is not there
+        (without checking that it is up to date)."""
+        return self._find(img_path)[0]
+
+    def _check_source(self, img_path: str, tiled: 'TiledImage',
+                      under_root: bool) -> None:
+        """Raise :class:`StaleTileError` unless ``tiled`` was built from
+        the current ``img_path`` (see the module docstring)."""
+        tif = tiled.path
+        try:
+            st = os.stat(img_path)
+        except OSError:
+            st = None
+        if st is None:
+            if not under_root:
+                raise TileStoreError(
+                    f'{img_path}: not found, and not under the image root '
+                    f'{self.image_root!r} of the tile store {self.root!r}, '
+                    f'so its store file {tif} (matched by name) cannot be '
+                    'checked against it')
+            if not self._warned_no_source:
+                self._warned_no_source = True
+                warnings.warn(
+                    f'{img_path}: source image not found; using its tile '
+                    f'store file {tif} without a staleness check (this '
+                    f'warning is shown once for the store {self.root!r})')
+            return
+        key = (int(st.st_size), int(st.st_mtime_ns))
+        if self._verified.get(tif) == key:
+            return
+        stale = self._stale.get(tif)
+        if stale is not None and stale[0] == key:
+            raise StaleTileError(stale[1])
+        src = tiled.source
+        ok = (src.get('size'), src.get('mtime_ns')) == key
+        if not ok and src.get('size') == key[0] and isinstance(
+                src.get('sha256'), str):
+            ok = file_sha256(img_path) == src['sha256']
+        if ok:
+            self._verified[tif] = key
+            return
+        if under_root:
+            why = (f'{img_path}: the tile store file {tif} was built from '
+                   f"another version of it (size {src.get('size')}, "
+                   f"mtime_ns {src.get('mtime_ns')}; now {key[0]}, "
+                   f'{key[1]})')
+        else:
+            why = (f'{img_path}: not under the image root '
+                   f'{self.image_root!r} of the tile store {self.root!r}, '
+                   f'and the store file {tif} matched by its name was built '
+                   f"from another file ({src.get('source', '?')}: size "
+                   f"{src.get('size')}, mtime_ns {src.get('mtime_ns')}; "
+                   f'this one {key[0]}, {key[1]})')
+        self._stale[tif] = (key, why)
+        raise StaleTileError(why)
 
     def open(self, img_path: str) -> TiledImage:
+        """The store file of ``img_path``, open, after checking that it is
+        complete and was built from the current ``img_path``."""
         if os.getpid() != self._pid:  # forked: drop the parent's handles
             self._cache = OrderedDict()
             self._pid = os.getpid()
-        path = self.tif_path(img_path)
+        path, under_root = self._find(img_path)
         img = self._cache.get(path)
         if img is not None:
             self._cache.move_to_end(path)
-            return img
-        img = TiledImage(path)
-        self._cache[path] = img
-        while len(self._cache) > self.max_open:
-            _, old = self._cache.popitem(last=False)
-            old.close()
+        else:
+            img = TiledImage(path)
+            self._cache[path] = img
+            while len(self._cache) > self.max_open:
+                _, old = self._cache.popitem(last=False)
+                old.close()
+        self._check_source(img_path, img, under_root)
         return img
 
     def __getstate__(self):
@@ -333,8 +519,7 @@ def write_store_meta(root: str, image_root: str, tile: int, compression: str,
         color_type=color_type)
     path = osp.join(root, STORE_META)
     if osp.isfile(path):
-        with open(path) as f:
-            old = json.load(f)
+        old = read_store_meta(root)
         keys = ('format', 'version', 'tile', 'compression', 'color_type')
         diff = [k for k in keys if old.get(k) != meta[k]]
         if diff:
@@ -356,9 +541,19 @@ def source_stamp(img_path: str) -> dict:
     return dict(size=int(st.st_size), mtime_ns=int(st.st_mtime_ns))
 
 
+def file_sha256(path: str, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes (read in 1 MiB pieces)."""
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(chunk), b''):
+            h.update(block)
+    return h.hexdigest()
+
+
 def is_up_to_date(tif_path: str, img_path: str) -> bool:
-    """Whether ``tif_path`` exists, is readable and was built from the
-    current ``img_path`` (same size and mtime)."""
+    """Whether ``tif_path`` exists, is complete (every level and tile in
+    the file) and was built from the current ``img_path`` (same size and
+    mtime)."""
     if not osp.isfile(tif_path):
         return False
     try:

@@ -247,8 +247,9 @@ def check_ignore_support(model: nn.Module) -> List[str]:
             continue
         problems.append(
             f'{base} ({name}) is not known to honour ignored GT: mmsniper '
-            'has not verified it (see the README, "Detector families on '
-            'chips"); its ignored GT may be trained as background')
+            'has not verified it (see docs/en/user_guides/train_on_chips.md'
+            ', "Detector families on chips"); its ignored GT may be trained '
+            'as background')
     return problems
 
 

@@ -7,7 +7,7 @@ from typing import Optional, Sequence
 
 from mmengine.config import Config, DictAction
 
-from .checkpoint import TRUST_DIR_FLAG, TRUSTED_DIRS_ENV
+from .checkpoint import TRUST_DIR_FLAG, TRUST_FILE_FLAG, TRUSTED_DIRS_ENV
 
 
 def add_image_source_args(parser: argparse.ArgumentParser,
@@ -25,6 +25,25 @@ def add_image_source_args(parser: argparse.ArgumentParser,
         default=['train'],
         choices=['train', 'val', 'test'],
         help=f'config splits to {what} (default: train)')
+
+
+def add_trust_checkpoint_arg(parser: argparse.ArgumentParser,
+                             what: str = 'CHECKPOINT') -> None:
+    """Add ``--trust-checkpoint``: the only way a tool loads the checkpoint
+    it names with ``torch.load(weights_only=False)``.
+
+    Args:
+        parser (ArgumentParser): The tool's parser.
+        what (str): Which checkpoint the flag trusts, for the help.
+    """
+    parser.add_argument(
+        TRUST_FILE_FLAG,
+        dest='trust_checkpoint',
+        action='store_true',
+        help=f'{what} may be loaded with torch.load(weights_only=False) if '
+        'it is not weights-only loadable. That runs code from the file: '
+        'only for files you trust. Without it such a file is refused '
+        '(checkpoints written by tools/train.py load weights-only).')
 
 
 def add_runner_args(parser: argparse.ArgumentParser,

@@ -289,3 +289,123 @@ def test_dilation_matches_cv2_dilate(size):
                          np.ones((size, size), np.uint8),
                          borderType=cv2.BORDER_CONSTANT, borderValue=0)
         np.testing.assert_array_equal(ours, ref.astype(bool))
+
+
+def reference_gmask(fmap, dilation, threshold, min_size, width, height,
+                    retrieval):
+    """The reference's ``gmask`` (lib/chips/chips_inference.py:12-89),
+    ported to Python 3 (``//`` for its integer ``/``) and OpenCV 4+, with
+    the contour retrieval mode as a parameter (it uses ``RETR_LIST``)."""
+    import cv2
+    mask = fmap.copy()
+    iw, ih = int(math.ceil(width / 16)), int(math.ceil(height / 16))
+    mask[np.where(mask >= threshold)] = 1
+    mask[np.where(mask < threshold)] = 0
+    mask = cv2.dilate(mask, np.ones((dilation, dilation), np.uint8))
+    mask *= 255
+
+    def grown(cnt):
+        x, y, w, h = cv2.boundingRect(cnt)
+        cx, cy = (x + x + w) // 2, (y + y + h) // 2
+        w, h = max(min_size, w), max(min_size, h)
+        if cx + w // 2 >= iw:
+            x = iw - w if iw - w >= 0 else 0
+        elif cx - w // 2 < 0:
+            x = 0
+        else:
+            x = cx - w // 2
+        if cy + h // 2 >= ih:
+            y = ih - h if ih - h >= 0 else 0
+        elif cy - h // 2 < 0:
+            y = 0
+        else:
+            y = cy - h // 2
+        return x, y, w, h
+
+    def contours(approx):
+        return cv2.findContours(mask.astype(np.uint8), retrieval, approx)[-2]
+
+    cnts = contours(cv2.CHAIN_APPROX_NONE)
+    chips, nchips = [], -1
+    while nchips != len(chips):
+        nchips = len(chips)
+        chips = []
+        for cnt in cnts:
+            x, y, w, h = grown(cnt)
+            mask[y:y + h, x:x + w] = 255
+        cnts = contours(cv2.CHAIN_APPROX_SIMPLE)
+        for cnt in cnts:
+            x, y, w, h = grown(cnt)
+            chips.append([x, y, x + w, y + h])
+    out = []
+    for c in chips:
+        x1, y1, x2, y2 = (v * 16 for v in c)
+        if x2 > width:
+            x2 = width
+            x1 = max(min(x1, x2 - min_size * 16), 0)
+        if y2 > height:
+            y2 = height
+            y1 = max(min(y1, y2 - min_size * 16), 0)
+        out.append([x1, y1, x2, y2])
+    out = np.array(out, dtype=np.float64).reshape(-1, 4)
+    return out[np.lexsort((out[:, 0], out[:, 1]))]
+
+
+def _ring_map(rng, cells_h, cells_w):
+    """A map of a few filled rectangles, each with an off-centre hole."""
+    fmap = rng.random((cells_h, cells_w)) * 0.3
+    for _ in range(int(rng.integers(1, 4))):
+        h, w = (int(v) for v in rng.integers(3, 7, 2))
+        y = int(rng.integers(1, cells_h - h))
+        x = int(rng.integers(1, cells_w - w))
+        fmap[y:y + h, x:x + w] = 0.9
+        fmap[int(rng.integers(y + 1, y + h - 1)),
+             int(rng.integers(x + 1, x + w - 1))] = 0.1
+    return fmap
+
+
+def test_focus_chips_match_the_reference_gmask_port():
+    """Issue 19, item 13: ``holes=True`` gives the reference's chips (its
+    RETR_LIST contours include the holes of a region: each hole's box is
+    grown and painted too); the default takes the regions only, which is
+    the same port with RETR_EXTERNAL. Random maps and maps of rings."""
+    cv2 = pytest.importorskip('cv2')
+    rng = np.random.default_rng(0)
+    differ = 0
+    for trial in range(160):
+        cells_h, cells_w = (int(v) for v in rng.integers(10, 30, 2))
+        height = cells_h * 16 - int(rng.integers(0, 16))
+        width = cells_w * 16 - int(rng.integers(0, 16))
+        if trial % 2:
+            fmap = _ring_map(rng, cells_h, cells_w)
+            dilation = int(rng.integers(1, 3))
+        else:
+            fmap = rng.random((cells_h, cells_w))**rng.uniform(1, 12)
+            dilation = int(rng.integers(1, 5))
+        min_size = int(rng.integers(1, 10))
+        threshold = float(rng.uniform(0.2, 0.8))
+        args = (fmap, threshold, dilation, min_size, (height, width))
+        for holes, mode in ((True, cv2.RETR_LIST),
+                            (False, cv2.RETR_EXTERNAL)):
+            ours = generate_focus_chips(*args, holes=holes)
+            ref = reference_gmask(fmap, dilation, threshold, min_size,
+                                  width, height, mode)
+            np.testing.assert_array_equal(ours, ref)
+        default = generate_focus_chips(*args)
+        with_holes = generate_focus_chips(*args, holes=True)
+        differ += not (default.shape == with_holes.shape
+                       and np.array_equal(default, with_holes))
+    assert differ > 0  # the switch changes some chips
+
+
+def test_hole_grows_the_chip():
+    """A 5 x 5 region with a hole off its centre: the hole's box, grown to
+    8 cells about its own centre, sticks out of the region's grown box by
+    one cell, so the reference's chip is 9 cells wide."""
+    fmap = np.zeros((30, 40))
+    fmap[10:15, 10:15] = 0.9
+    fmap[11, 11] = 0.0
+    chips = generate_focus_chips(fmap, 0.5, 1, 8, (480, 640))
+    np.testing.assert_array_equal(chips / 16, [[8, 8, 16, 16]])
+    chips = generate_focus_chips(fmap, 0.5, 1, 8, (480, 640), holes=True)
+    np.testing.assert_array_equal(chips / 16, [[7, 7, 16, 16]])

@@ -56,6 +56,30 @@ def test_plan_overlap_from_valid_range_upper_bound():
     assert (xs[:-1] + width - xs[1:]).min() >= 250
 
 
+@pytest.mark.parametrize('overlap', [1000, 1500, -1, float('nan'), '100'])
+def test_plan_explicit_overlap_not_smaller_than_tile_is_named(overlap):
+    """Issue 19 item 11: an explicit overlap >= tile_size was reported as
+    'objects up to 90 px plus 2 x 10 px margin does not fit': the valid
+    range and margins, which it does not use, instead of the overlap."""
+    with pytest.raises(ValueError) as info:
+        plan_scale_tiles((5000, 5000), 1.0, 1e5, 1000, 90, 10,
+                         overlap=overlap)
+    msg = str(info.value)
+    assert msg.startswith('tile_cfg.overlap must be') and (
+        'smaller than tile_cfg.tile_size (1000)') in msg, msg
+    assert 'margin)' not in msg
+
+
+def test_plan_explicit_overlap_rounding_up_to_the_tile_is_named():
+    # 999 < 1000 scaled px, but at factor 3 both round to 333 orig px
+    with pytest.raises(ValueError, match=r'^tile_cfg.overlap 999 scaled px '
+                       r'= 333 orig px .* 333 orig px at factor 3'):
+        plan_scale_tiles((5000, 5000), 3.0, 1e5, 1000, 90, 10, overlap=999)
+    tiles = plan_scale_tiles((5000, 5000), 1.0, 1e5, 1000, 90, 10,
+                             overlap=999)
+    assert (tiles[:, 2] - tiles[:, 0]).max() <= 1000
+
+
 def _covering_tiles(tiles, box, image_size, margin):
     """Tiles holding ``box`` with ``margin`` to each inner tile edge."""
     height, width = image_size

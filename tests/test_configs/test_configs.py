@@ -266,7 +266,9 @@ def test_detector_configs_define_the_sniper_test(name):
     assert tta.type == ('AutoFocusTTAModel' if autofocus else 'SniperTTAModel')
     assert len(tta.scales) == len(tta.valid_ranges) >= 2
     kinds = [step['type'] for step in cfg.tta_pipeline]
-    assert kinds[0] == 'LoadImageFromFile' and kinds[-1] == 'PackDetInputs'
+    # the checked loader (issue 19 item 3): header pixel limit, named errors
+    assert kinds[0] == 'LoadSniperChipFromFile', kinds
+    assert kinds[-1] == 'PackDetInputs'
     assert not {'Resize', 'TestTimeAug', 'RandomFlip'} & set(kinds)
     assert {'type': 'SniperTTAStatsHook'} in cfg.custom_hooks
     model = MODELS.build(dict(tta, module=cfg.model))

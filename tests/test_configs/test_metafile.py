@@ -1,6 +1,7 @@
 # Copyright (c) mmsniper contributors. All rights reserved.
 """configs/sniper/metafile.yml: real configs, and only figures that the
-READMEs report (no placeholder results)."""
+READMEs and docs report (no placeholder results)."""
+import glob
 import os.path as osp
 
 import yaml
@@ -13,8 +14,14 @@ def test_metafile_configs_exist_and_figures_match_the_readmes():
         meta = yaml.safe_load(f)
     with open(osp.join(ROOT, 'configs', 'sniper', 'README.md')) as f:
         config_readme = f.read()
-    with open(osp.join(ROOT, 'README.md')) as f:
-        readme = f.read()
+    # the README and the docs pages (the demo in README.md, the AutoFocus
+    # demo in docs/en/user_guides/autofocus.md)
+    docs = [osp.join(ROOT, 'README.md')] + sorted(
+        glob.glob(osp.join(ROOT, 'docs', '**', '*.md'), recursive=True))
+    readme = ''
+    for path in docs:
+        with open(path, encoding='utf-8') as f:
+            readme += f.read()
     assert osp.isfile(
         osp.join(ROOT, 'configs', 'sniper', meta['Collections'][0]['README']))
     figures = 0

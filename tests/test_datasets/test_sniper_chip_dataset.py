@@ -217,6 +217,36 @@ def test_lower_bound_scales_coarsest_validates_small_gt(tmp_path):
         build(tmp_path, images, lower_bound_scales='none')
 
 
+@pytest.mark.parametrize('rule,ignored', [('all', True), ('coarsest', False)])
+def test_coarsest_small_gt_partly_in_its_chip_is_trained_clipped(
+        tmp_path, rule, ignored):
+    """The authors' box_assigner makes a GT under lo valid in the chip it
+    overlaps most, partial overlap included: the chip crop keeps its part
+    inside the chip as a valid GT."""
+    from mmdet.structures.bbox import HorizontalBoxes
+    from mmsniper.datasets.transforms import SniperChipCrop
+    # scale 1 (range 32..160): the 40 px GT drives chip (192, 192, 448,
+    # 448); the 30 x 16 px GT has 18 x 16 px of itself inside it
+    boxes = [[400, 400, 440, 440], [430, 300, 460, 316]]
+    ds = build(tmp_path, [dict(file_name='a.jpg', width=1600, height=1200,
+                               boxes=boxes)], lower_bound_scales=rule)
+    table = ds.chip_table(0)
+    (row, ) = np.flatnonzero(table.scale_idx == 1)
+    np.testing.assert_allclose(table.boxes[row], [192, 192, 448, 448])
+    assert table.valid_gt(row).tolist() == ([0] if ignored else [0, 1])
+    info = ds.get_data_info(int(row))
+    img = np.zeros((1200, 1600, 3), dtype=np.uint8)
+    out = SniperChipCrop()(dict(
+        img=img, img_shape=img.shape[:2], ori_shape=img.shape[:2],
+        gt_bboxes=HorizontalBoxes(np.array(boxes, dtype=np.float32)),
+        gt_bboxes_labels=np.zeros(2, dtype=np.int64),
+        gt_ignore_flags=np.zeros(2, dtype=bool),
+        sniper_chip=info['sniper_chip']))
+    np.testing.assert_allclose(out['gt_bboxes'].numpy(),
+                               [[208, 208, 248, 248], [238, 108, 256, 124]])
+    np.testing.assert_array_equal(out['gt_ignore_flags'], [False, ignored])
+
+
 def test_lazy_init_defers_loading_and_chips(tmp_path, monkeypatch):
     images = random_images(3, seed=9, max_boxes=10)
     calls = []

@@ -5,6 +5,7 @@ import copy
 import json
 import os
 import os.path as osp
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -14,8 +15,10 @@ import numpy as np
 import pytest
 
 from mmdet.datasets.transforms import LoadAnnotations
-from mmsniper.datasets.tile_store import (TiledImage, TileStore,
-                                          TileStoreError, build_pyramid,
+from mmsniper.datasets.image_io import ImageSizeError
+from mmsniper.datasets.tile_store import (StaleTileError, TiledImage,
+                                          TileStore, TileStoreError,
+                                          build_pyramid, is_up_to_date,
                                           level_for_scale, num_levels)
 from mmsniper.datasets.transforms import LoadSniperChipFromFile, SniperChipCrop
 
@@ -36,13 +39,16 @@ def pattern(h, w, seed=0):
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def make_dataset(root, num=4, h=H, w=W):
-    """JPEGs plus a COCO annotation file."""
+def make_dataset(root, num=4, h=H, w=W, ext='jpg', seed=0):
+    """JPEGs (or uncompressed PNGs, whose file size depends only on the
+    image size) plus a COCO annotation file."""
     os.makedirs(osp.join(root, 'imgs', 'sub'), exist_ok=True)
     images = []
     for i in range(num):
-        name = f'sub/img{i}.jpg'
-        cv2.imwrite(osp.join(root, 'imgs', name), pattern(h, w, i))
+        name = f'sub/img{i}.{ext}'
+        cv2.imwrite(
+            osp.join(root, 'imgs', name), pattern(h, w, seed + i),
+            [cv2.IMWRITE_PNG_COMPRESSION, 0] if ext == 'png' else [])
         images.append(dict(id=i + 1, file_name=name, height=h, width=w))
     ann = osp.join(root, 'ann.json')
     with open(ann, 'w') as f:
@@ -183,19 +189,219 @@ def test_store_errors(store, tmp_path):
     bad.write_bytes(b'II*\x00garbage')
     with pytest.raises(TileStoreError, match='bad.tif'):
         TiledImage(str(bad))
-    # a store file whose size differs from the annotation
+    # a store file whose size differs from the annotation: both named
+    # (issue 19, item 5: only the image was named)
     results = _chip_results(
         osp.join(store['img_dir'], 'sub', 'img0.jpg'), (0, 0, 9, 9), 1)
     results['width'] = W * 2
-    with pytest.raises(ValueError, match='img0.jpg'):
+    with pytest.raises(ImageSizeError) as info:
         loader(results)
+    assert 'img0.jpg:' in str(info.value)
+    assert osp.join(store['out'], 'img0.jpg.tif') in str(info.value)
 
 
-def test_found_after_the_images_moved(store):
-    loader = LoadSniperChipFromFile(tile_store=store['out'])
-    out = loader(
-        _chip_results('/elsewhere/imgs/sub/img3.jpg', (0, 0, W, H), 0.5))
-    assert out['sniper_chip_img_scale'] == 0.5
+def _build(ann, img_dir, out):
+    assert build_tile_store.main([
+        ann, '--img-dir', img_dir, '--out', out, '--tile',
+        str(TILE), '--nproc', '1'
+    ]) == 0
+
+
+def _load(loader, path, s=0.5):
+    """Load a chip at scale ``s``; ``from_store`` tells whether the store
+    gave it (a PNG has no reduced decode, so the file path gives no
+    region)."""
+    out = loader(_chip_results(path, (0, 0, W, H), s))
+    return out['img'], 'sniper_chip_img_scale' in out
+
+
+def _stale_warnings(record):
+    return [str(w.message) for w in record if 'reading the image file' in
+            str(w.message)]
+
+
+@pytest.fixture
+def png_store(tmp_path):
+    """Uncompressed PNGs (rewritten with new pixels, the size stays) and
+    their store."""
+    ann, img_dir = make_dataset(str(tmp_path), num=3, ext='png')
+    out = str(tmp_path / 'store')
+    _build(ann, img_dir, out)
+    return dict(ann=ann, img_dir=img_dir, out=out, root=tmp_path)
+
+
+def test_stale_store_file_is_never_used(png_store, recwarn):
+    """Issue 19, item 5: after the source was rewritten (same size, new
+    pixels) the loader read the store's old pixels without a word."""
+    img_dir, out = png_store['img_dir'], png_store['out']
+    paths = [osp.join(img_dir, 'sub', f'img{i}.png') for i in range(3)]
+    loader = LoadSniperChipFromFile(tile_store=out)
+    assert _load(loader, paths[0])[1]  # fresh: from the store
+    size = osp.getsize(paths[0])
+    for i in (0, 1):
+        cv2.imwrite(paths[i], pattern(H, W, seed=10 + i),
+                    [cv2.IMWRITE_PNG_COMPRESSION, 0])
+        os.utime(paths[i], ns=(10**18 + i, 10**18 + i))
+    assert osp.getsize(paths[0]) == size
+    for _ in range(3):  # several chips per file: one warning per file
+        for i in (0, 1):
+            img, from_store = _load(loader, paths[i], s=1.0)
+            assert not from_store
+            np.testing.assert_array_equal(img, cv2.imread(paths[i]))
+    assert _load(loader, paths[2])[1]  # untouched: still from the store
+    warned = _stale_warnings(recwarn)
+    assert len(warned) == 2
+    tif0 = osp.join(out, 'img0.png.tif')
+    assert paths[0] in warned[0] and tif0 in warned[0]
+    assert 'build_tile_store.py' in warned[0]
+    with pytest.raises(StaleTileError) as info:
+        LoadSniperChipFromFile(
+            tile_store=out, stale_store='error')(
+                _chip_results(paths[0], (0, 0, W, H), 1.0))
+    assert paths[0] in str(info.value) and tif0 in str(info.value)
+    with pytest.raises(ValueError, match='stale_store'):
+        LoadSniperChipFromFile(tile_store=out, stale_store='ignore')
+    # the converter rebuilds exactly the rewritten ones
+    _build(png_store['ann'], img_dir, out)
+    loader = LoadSniperChipFromFile(tile_store=out)
+    for i in (0, 1):
+        img, from_store = _load(loader, paths[i], s=1.0)
+        assert from_store
+        np.testing.assert_array_equal(img, cv2.imread(paths[i]))
+
+
+def test_same_bytes_new_mtime_keeps_the_store(png_store, recwarn):
+    """A source touched or copied without its mtime (same bytes) still
+    uses the store: its SHA-256 matches the one recorded at build time."""
+    path = osp.join(png_store['img_dir'], 'sub', 'img0.png')
+    os.utime(path, ns=(10**18, 10**18))
+    loader = LoadSniperChipFromFile(tile_store=png_store['out'])
+    for _ in range(2):
+        img, from_store = _load(loader, path, s=1.0)
+        assert from_store
+        np.testing.assert_array_equal(img, cv2.imread(path))
+    assert not _stale_warnings(recwarn)
+
+
+def test_store_only_source_gone(png_store):
+    """The store is used as it is when the source image is gone (one
+    warning per store)."""
+    paths = [
+        osp.join(png_store['img_dir'], 'sub', f'img{i}.png') for i in (0, 1)
+    ]
+    ref = [cv2.imread(p) for p in paths]
+    for p in paths:
+        os.remove(p)
+    loader = LoadSniperChipFromFile(tile_store=png_store['out'])
+    with pytest.warns(UserWarning, match='source image not found') as rec:
+        for p, r in zip(paths, ref):
+            img, from_store = _load(loader, p, s=1.0)
+            assert from_store
+            np.testing.assert_array_equal(img, r)
+    assert len([w for w in rec if 'not found' in str(w.message)]) == 1
+
+
+@pytest.mark.parametrize('cut', ['end', 'half'])
+def test_truncated_store_file(png_store, recwarn, cut):
+    """Issue 19, item 5: a truncated store file counted as up to date (only
+    its header was read): rerunning the converter kept it."""
+    path = osp.join(png_store['img_dir'], 'sub', 'img1.png')
+    tif = osp.join(png_store['out'], 'img1.png.tif')
+    size = osp.getsize(tif)
+    with open(tif, 'r+b') as f:  # 'end': every IFD intact, last tile cut
+        f.truncate(size - 3 if cut == 'end' else size // 2)
+    with pytest.raises(StaleTileError, match='truncated') as info:
+        TiledImage(tif)
+    assert tif in str(info.value)
+    assert not is_up_to_date(tif, path)
+    img, from_store = _load(LoadSniperChipFromFile(
+        tile_store=png_store['out']), path, s=1.0)
+    assert not from_store
+    np.testing.assert_array_equal(img, cv2.imread(path))
+    warned = _stale_warnings(recwarn)
+    assert len(warned) == 1 and tif in warned[0] and 'truncated' in warned[0]
+    _build(png_store['ann'], png_store['img_dir'], png_store['out'])
+    assert osp.getsize(tif) == size  # rebuilt
+    assert is_up_to_date(tif, path)
+
+
+def test_store_of_another_dataset_with_the_same_names(png_store, recwarn):
+    """Issue 19, item 5: a store built for another dataset with the same
+    file names was used (looked up by the bare file name)."""
+    other = png_store['root'] / 'other'
+    _, other_dir = make_dataset(str(other), num=3, ext='png', seed=50)
+    path = osp.join(other_dir, 'sub', 'img0.png')
+    loader = LoadSniperChipFromFile(tile_store=png_store['out'])
+    img, from_store = _load(loader, path, s=1.0)
+    assert not from_store
+    np.testing.assert_array_equal(img, cv2.imread(path))
+    warned = _stale_warnings(recwarn)
+    tif = osp.join(png_store['out'], 'img0.png.tif')
+    assert len(warned) == 1
+    assert path in warned[0] and tif in warned[0]
+    assert 'not under the image root' in warned[0]
+    with pytest.raises(StaleTileError, match='not under the image root'):
+        LoadSniperChipFromFile(
+            tile_store=png_store['out'], stale_store='error')(
+                _chip_results(path, (0, 0, W, H), 1.0))
+    # not there at all: refused, naming the image, the store and its root
+    with pytest.raises(TileStoreError) as info:
+        loader(_chip_results('/elsewhere/sub/img0.png', (0, 0, W, H), 1.0))
+    for name in ('/elsewhere/sub/img0.png', png_store['out'], 'image root'):
+        assert name in str(info.value)
+
+
+def test_found_after_the_images_moved(png_store, recwarn):
+    """The same dataset copied elsewhere (mtimes kept, or not: SHA-256) is
+    still read from the store."""
+    moved = str(png_store['root'] / 'moved')
+    shutil.copytree(png_store['img_dir'], osp.join(moved, 'a'))
+    shutil.copytree(
+        png_store['img_dir'], osp.join(moved, 'b'), copy_function=shutil.copy)
+    loader = LoadSniperChipFromFile(tile_store=png_store['out'])
+    for sub in ('a', 'b'):
+        path = osp.join(moved, sub, 'sub', 'img2.png')
+        img, from_store = _load(loader, path, s=1.0)
+        assert from_store
+        np.testing.assert_array_equal(img, cv2.imread(path))
+    assert not _stale_warnings(recwarn)
+
+
+def test_lookup_never_leaves_the_store_folder(png_store):
+    """Issue 19, item 5: an absolute image path or ``..`` parts made the
+    lookup open files outside the store folder."""
+    root = png_store['root']
+    out = png_store['out']
+    outside = root / 'secret.png'
+    cv2.imwrite(str(outside), pattern(H, W))
+    (root / 'secret.png.tif').write_bytes(b'not to be opened')
+    store = TileStore(out)
+    for img_path in ('../secret.png', str(outside),
+                     osp.join(out, '..', 'secret.png'), 'x/../../secret.png'):
+        with pytest.raises(TileStoreError, match='not under the image root'):
+            store.open(img_path)
+    # under the image root, the relative path is used as it is
+    with pytest.raises(TileStoreError, match='not in the tile store'):
+        store.open(osp.join(png_store['img_dir'], 'sub', 'new.png'))
+
+
+@pytest.mark.parametrize('text, word', [
+    ('{oops', 'JSONDecodeError'),
+    ('[1, 2]', 'not a JSON object'),
+    ('{"format": "mmsniper-tile-store", "version": 1}', 'image_root'),
+])
+def test_broken_store_json_is_named(png_store, text, word):
+    """Issue 19, item 5: a broken store.json gave a raw JSONDecodeError
+    without the path."""
+    meta = osp.join(png_store['out'], 'store.json')
+    with open(meta, 'w') as f:
+        f.write(text)
+    for make in (lambda: LoadSniperChipFromFile(tile_store=png_store['out']),
+                 lambda: _build(png_store['ann'], png_store['img_dir'],
+                                png_store['out'])):
+        with pytest.raises(TileStoreError) as info:
+            make()
+        assert meta in str(info.value) and word in str(info.value)
 
 
 def test_converter_resumes_after_interruption(tmp_path, monkeypatch):

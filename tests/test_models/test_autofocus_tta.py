@@ -184,3 +184,82 @@ def test_settings_and_errors():
     with pytest.raises(KeyError, match='AutoFocusDetector'):
         model.test_step(_input(img))
     assert 'focus=True' in repr(_model(FocusDrawnObjectsDetector()))
+
+
+@pytest.mark.parametrize('flip', [False, True])
+def test_focus_chips_are_not_merged_with_each_other(flip):
+    """Issue 19, item 13: as in the reference (lib/inference.py: no NMS
+    per chip; ``aggregate`` sends every chip's detections to the final
+    Soft-NMS), overlapping FocusChips of one scale each keep their own
+    detection of an object they share; ``view_nms`` still merges a chip
+    with its flipped copy. ``nms_across_chips=True`` merges the chips too.
+
+    The coarse scale (1.0) is cut into 9 overlapping tiles that all contain
+    the object, so 9 focus maps give 9 overlapping FocusChips at 2.0; the
+    coarse scale's own detections are out of its range (1000+)."""
+    img = draw_objects((256, 256), np.array([[120, 120, 130, 130]]), [0])
+
+    def run(**kwargs):
+        det = FocusDrawnObjectsDetector()
+        model = _model(
+            det, scales=[2.0, 1.0], valid_ranges=[(-1, -1), (1000, -1)],
+            chip_params=[(1, 0.5, 2)], flip=flip,
+            view_nms=dict(type='nms', iou_threshold=0.5),
+            merge_cfg=dict(nms=dict(type='soft_nms', sigma=0.55,
+                                    min_score=0.0, method='gaussian')),
+            tile_cfg=dict(max_pixels=1e4, tile_size=160, overlap=96,
+                          edge_margin=2), **kwargs)
+        pred = model.test_step(_input(img))[0].pred_instances
+        return pred, model.sniper_stats['views']
+
+    pred, views = run()
+    assert views[1] == 9 * (1 + flip)  # 9 coarse tiles
+    assert views[0] == 9 * (1 + flip)  # 9 FocusChips, each found it
+    assert len(pred) == 9  # one per chip (flipped copies merged)
+    np.testing.assert_allclose(pred.bboxes.numpy(),
+                               np.tile([[120, 120, 130, 130]], (9, 1)),
+                               atol=0.5)
+    # the best keeps its score; the other 8 are decayed by Soft-NMS
+    assert pred.scores.max().item() == pytest.approx(0.9)
+    pred, _ = run(nms_across_chips=True)
+    assert len(pred) == 1
+    assert 'nms_across_chips=True' in repr(
+        _model(FocusDrawnObjectsDetector(), nms_across_chips=True))
+
+
+def test_chip_holes_reaches_the_chip_generator():
+    """``chip_holes=True`` takes the holes of the focus map's regions, as
+    the reference's RETR_LIST contours: a 5 x 5 cell object with a one-cell
+    hole off its centre gives a 9-cell FocusChip instead of 8."""
+    img = np.zeros((480, 640, 3), np.uint8)
+    img[160:240, 160:240] = (255, 60, 0)
+    img[176:192, 176:192] = 0  # the hole: cell (11, 11)
+    for holes, side in ((False, 8), (True, 9)):
+        model = _model(FocusDrawnObjectsDetector(), scales=[2.0, 1.0],
+                       valid_ranges=[(-1, -1), (-1, -1)],
+                       chip_params=[(1, 0.5, 8)], chip_holes=holes)
+        model.test_step(_input(img))
+        assert model.sniper_stats['pixels'][0] == (side * 16 * 2)**2
+
+
+def test_disjoint_focus_chips_give_the_same_detections_either_way():
+    """The chips of one focus map never overlap and a detection is clipped
+    to its chip, so with one map per scale (no tiles) merging the chips
+    with ``view_nms`` or not gives the same detections: 4 and 7 FocusChips
+    here."""
+    boxes, labels = random_objects((400, 640), 8, 8, 30, seed=0, gap=20)
+    img = draw_objects((400, 640), boxes, labels)
+    out = []
+    for across in (False, True):
+        model = _model(
+            FocusDrawnObjectsDetector(), nms_across_chips=across,
+            view_nms=dict(type='nms', iou_threshold=0.5),
+            merge_cfg=dict(nms=dict(type='soft_nms', sigma=0.55,
+                                    min_score=0.001, method='gaussian')))
+        out.append(model.test_step(_input(img))[0].pred_instances)
+        assert model.sniper_stats['views'].tolist() == [7, 4, 1]
+    assert len(out[0]) >= len(boxes)  # + decayed duplicates of 2 scales
+    for a, b in zip(_boxes(out[0]), _boxes(out[1])):
+        np.testing.assert_array_equal(a, b)
+    assert torch.equal(out[0].scores.sort().values,
+                       out[1].scores.sort().values)

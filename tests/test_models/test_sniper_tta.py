@@ -94,6 +94,105 @@ def test_merge_plain_nms_and_top_k():
     assert len(inst) == 2
 
 
+def reference_soft_nms(dets, sigma=0.55, threshold=0.001):
+    """The reference's Gaussian Soft-NMS (lib/nms/cpu_nms.pyx
+    ``cpu_soft_nms``, method 2): pixel-inclusive IoU (``x2 - x1 + 1``);
+    returns the kept ``(x1, y1, x2, y2, score)`` rows."""
+    boxes = np.array(dets, dtype=np.float64)
+    n = len(boxes)
+    for i in range(len(boxes)):
+        if i >= n:  # its range(N) is evaluated once; rows past N are moot
+            break
+        top = i + int(np.argmax(boxes[i:n, 4]))
+        boxes[[i, top]] = boxes[[top, i]]
+        tx1, ty1, tx2, ty2 = boxes[i, :4]
+        pos = i + 1
+        while pos < n:
+            x1, y1, x2, y2 = boxes[pos, :4]
+            iw = min(tx2, x2) - max(tx1, x1) + 1
+            ih = min(ty2, y2) - max(ty1, y1) + 1
+            if iw > 0 and ih > 0:
+                union = ((tx2 - tx1 + 1) * (ty2 - ty1 + 1) +
+                         (x2 - x1 + 1) * (y2 - y1 + 1) - iw * ih)
+                boxes[pos, 4] *= np.exp(-(iw * ih / union)**2 / sigma)
+                if boxes[pos, 4] < threshold:
+                    boxes[pos] = boxes[n - 1]
+                    n -= 1
+                    pos -= 1
+            pos += 1
+    return boxes[:n]
+
+
+def test_soft_nms_offset_gives_the_reference_iou():
+    """Issue 19, item 13: the reference's Soft-NMS measures boxes pixel-
+    inclusively (widths x2 - x1 + 1); ``merge_cfg.nms.offset=1`` does the
+    same, the default (0) uses x2 - x1."""
+    boxes = [[0, 0, 10, 10], [5, 0, 15, 10]]
+    samples = [_scale_sample(0, boxes, [0.9, 0.8], [0, 0])]
+
+    def merged(offset):
+        model = _model(
+            scales=[1.0],
+            valid_ranges=[(-1, -1)],
+            merge_cfg=dict(
+                nms=dict(type='soft_nms', sigma=0.55, min_score=0.001,
+                         method='gaussian', offset=offset)))
+        inst = model.merge_preds([samples])[0].pred_instances
+        return sorted(inst.scores.tolist())[0]
+
+    # by hand: inclusive, the overlap is 6 x 11 of two 11 x 11 boxes
+    iou_ref = 66 / (121 + 121 - 66)
+    iou_mmdet = 50 / (100 + 100 - 50)
+    assert merged(1) == pytest.approx(0.8 * np.exp(-iou_ref**2 / 0.55),
+                                      rel=1e-5)
+    assert merged(0) == pytest.approx(0.8 * np.exp(-iou_mmdet**2 / 0.55),
+                                      rel=1e-5)
+    # against a port of the reference on random clusters of boxes
+    rng = np.random.default_rng(0)
+    centres = rng.uniform(20, 180, (6, 2))
+    xy = centres[rng.integers(0, 6, 60)] + rng.normal(0, 4, (60, 2))
+    wh = rng.uniform(5, 30, (60, 2))
+    dets = np.concatenate([xy, xy + wh, rng.uniform(0.01, 1, (60, 1))],
+                          axis=1).round(1)
+    model = _model(
+        scales=[1.0],
+        valid_ranges=[(-1, -1)],
+        merge_cfg=dict(
+            nms=dict(type='soft_nms', sigma=0.55, min_score=0.001,
+                     method='gaussian', offset=1), max_per_img=-1))
+    inst = model.merge_preds([[_scale_sample(0, dets[:, :4], dets[:, 4],
+                                             [0] * 60)]])[0].pred_instances
+    ours = np.concatenate([inst.bboxes.numpy(), inst.scores.numpy()[:, None]],
+                          axis=1)
+    ref = reference_soft_nms(dets)
+    assert len(ours) == len(ref) > 30
+    np.testing.assert_allclose(ours[np.lexsort(ours.T)],
+                               ref[np.lexsort(ref.T)], rtol=1e-4, atol=1e-3)
+    with pytest.raises(ValueError, match='offset must be 0 or 1'):
+        _model(merge_cfg=dict(nms=dict(type='soft_nms', offset=2)))
+
+
+def test_clip_offset_clips_to_the_last_pixel():
+    """Issue 19, item 13: the reference clips each box to the last pixel of
+    the scaled image it was found in (``w - 1``, lib/inference.py:128);
+    ``clip_offset=1`` does the same, the default keeps ``[0, w]``."""
+    img = draw_objects((100, 120), np.array([[90, 70, 120, 100]]), [1])
+    for flip in (False, True):
+        out = {}
+        for offset in (0, 1):
+            model = _model(
+                DrawnObjectsDetector(), scales=[2.0], valid_ranges=[(-1, -1)],
+                flip=flip, clip_offset=offset)
+            inst = model.test_step(_input(img))[0].pred_instances
+            assert len(inst) == 1
+            out[offset] = inst.bboxes[0].tolist()
+        assert out[0] == pytest.approx([90, 70, 120, 100])
+        # 240 x 200 px view: clipped to 239 and 199, 0.5 orig px
+        assert out[1] == pytest.approx([90, 70, 119.5, 99.5])
+    with pytest.raises(ValueError, match='clip_offset must be 0 or 1'):
+        _model(clip_offset=2)
+
+
 def test_bad_config_is_named():
     with pytest.raises(ValueError, match='3 scales but 1 valid_ranges'):
         _model(valid_ranges=[(-1, 90)])
@@ -378,3 +477,19 @@ def test_20k_image_at_1_5x_stays_under_4_gb(tmp_path):
     assert int(largest) <= 4e6
     assert float(pixels) >= 30000 * 30000  # the whole scaled image was seen
     assert int(peak) < 4 * 10**9
+
+
+@pytest.mark.parametrize('tile_cfg', [
+    dict(tile_size=2000, overlap=2000),
+    dict(tile_size=500, overlap=800),
+    dict(overlap=-5),
+    dict(tile_size=0),
+    dict(tile_size=512.5),
+])
+def test_bad_tile_cfg_is_named_at_build(tile_cfg):
+    """Issue 19 item 11: tile_cfg.overlap >= tile_size failed only at the
+    first tiled image, blaming the valid range and margins."""
+    key = 'overlap' if 'overlap' in tile_cfg else 'tile_size'
+    with pytest.raises(ValueError, match=f'^tile_cfg.{key} must be'):
+        _model(tile_cfg=tile_cfg)
+    _model(tile_cfg=dict(tile_size=2000, overlap=1999))  # fine

@@ -7,8 +7,10 @@ last test drives ``tools/train.py`` with a ``load_from`` checkpoint outside
 every trusted root.
 """
 import argparse
+import functools
 import os
 import pickle
+import re
 import subprocess
 import sys
 from collections import OrderedDict
@@ -109,9 +111,11 @@ def test_untrusted_full_checkpoint_raises_clear_error(tmp_path, no_env_roots):
         load_local_checkpoint(str(path), 'cpu', policy)
     msg = str(err.value)
     assert str(path) in msg
+    assert 'not weights-only loadable' in msg and 'run code' in msg
     assert f'--trust-checkpoint-dir {outside}' in msg
     assert f'{TRUSTED_DIRS_ENV}={outside}' in msg
-    assert 'trusted already' in msg
+    # not named by the user: the file flag would not help, so not offered
+    assert 'pass --trust-checkpoint ' not in msg
     assert 'argparse.Namespace' in msg
     assert is_weights_only_error(err.value.__cause__)
 
@@ -139,7 +143,7 @@ def test_explicit_file_is_trusted_but_not_its_neighbours(
     other = _mmengine_like_checkpoint(tmp_path / 'other.pth')
     policy = CheckpointTrustPolicy(trusted_files=[str(named)])
     assert load_local_checkpoint(str(named), 'cpu', policy)['meta']
-    assert 'named on the command line' in warnings_log[0][0]
+    assert 'trusted explicitly with --trust-checkpoint' in warnings_log[0][0]
     with pytest.raises(UntrustedCheckpointError):
         load_local_checkpoint(str(other), 'cpu', policy)
 
@@ -232,7 +236,7 @@ def test_loaded_weights_are_the_saved_ones(tmp_path, no_env_roots,
 
 def test_load_from_outside_trusted_roots_via_train_py(tmp_path):
     """(d) ``load_from`` of an untrusted, non-weights-only checkpoint fails
-    with the clear message; ``--trust-checkpoint-dir`` makes it work."""
+    with the clear message; ``--trust-checkpoint`` makes it work."""
     tc.make_tiny_coco(tmp_path / 'data')
     cfg = tc.write_tiny_config(
         tmp_path / 'tiny_cfg.py', tmp_path / 'data', max_iters=1)
@@ -244,17 +248,19 @@ def test_load_from_outside_trusted_roots_via_train_py(tmp_path):
     res = tc.run(tc.train_cmd(cfg, tmp_path / 'wd_untrusted', *opts))
     assert res.returncode != 0, res.describe()
     assert 'UntrustedCheckpointError' in res.stderr, res.describe()
-    assert f'Refusing to fully unpickle checkpoint {ckpt}' in res.stderr
+    assert f'Refusing to load checkpoint {ckpt}' in res.stderr
+    # load_from is the checkpoint the run starts from: --trust-checkpoint
+    assert 'pass --trust-checkpoint (or' in res.stderr
     assert f'--trust-checkpoint-dir {outside}' in res.stderr
     print(f'untrusted load_from run: {res.seconds:.1f}s')
 
+    # the flag the message names (--trust-checkpoint-dir: unit tests above)
     work_dir = tmp_path / 'wd_trusted'
     res = tc.run_ok(
-        tc.train_cmd(cfg, work_dir, *opts, '--trust-checkpoint-dir',
-                     str(outside)))
+        tc.train_cmd(cfg, work_dir, *opts, '--trust-checkpoint'))
     log = tc.read_logs(work_dir)
     assert f'Checkpoint {ckpt} is not weights-only' in log
-    assert f'trusted (under trusted dir {outside})' in log
+    assert 'trusted (trusted explicitly with --trust-checkpoint)' in log
     assert f'Load checkpoint from {ckpt}' in log
     assert (work_dir / 'iter_1.pth').is_file()
     print(f'trusted load_from run: {res.seconds:.1f}s')
@@ -358,3 +364,240 @@ def test_crafted_checkpoints_still_do_not_run(tmp_path, no_env_roots):
             torch.load(path)
     torch.save(dict(x=_GetattrPayload(HistoryBuffer, 'mean')), path)
     assert torch.load(path)['x'] is HistoryBuffer.mean
+
+
+# --------------- issue 19, item 9: naming a file is not consent to run it
+
+
+def _payload_checkpoint(path: Path, marker: Path, model=None) -> Path:
+    """A checkpoint whose pickle runs ``touch marker`` when unpickled fully
+    (the weights are real, so a trusted load succeeds)."""
+    model = torch.nn.Linear(3, 2) if model is None else model
+    torch.save(
+        dict(state_dict=OrderedDict(model.state_dict()),
+             meta=dict(epoch=1),
+             payload=_SystemPayload(marker)), path)
+    return path
+
+
+def test_named_checkpoint_with_a_payload_is_refused(tmp_path, no_env_roots,
+                                                    warnings_log):
+    """Before: a file named on the command line was trusted, so its payload
+    ran with one warning line. Now it is refused unless trusted
+    explicitly."""
+    marker = tmp_path / 'PAYLOAD_RAN'
+    path = _payload_checkpoint(tmp_path / 'downloaded.pth', marker)
+    policy = CheckpointTrustPolicy(named_files=[str(path)])
+    with pytest.raises(UntrustedCheckpointError) as err:
+        load_local_checkpoint(str(path), 'cpu', policy)
+    assert not marker.exists()
+    assert warnings_log == []
+    msg = str(err.value)
+    assert f'Refusing to load checkpoint {path}:' in msg
+    assert 'the file is not weights-only loadable' in msg
+    assert 'loading it would run code from it' in msg
+    assert 'pass --trust-checkpoint (or' in msg
+    assert 'posix.system' in msg  # the offending global
+    # the API's wording of the switch
+    api = CheckpointTrustPolicy(named_files=[str(path)],
+                                file_switch='trust_checkpoint=True',
+                                dir_switch=None)
+    with pytest.raises(UntrustedCheckpointError,
+                       match='pass trust_checkpoint=True'):
+        load_local_checkpoint(str(path), 'cpu', api)
+    assert not marker.exists()
+
+
+def test_explicit_trust_runs_the_payload(tmp_path, no_env_roots,
+                                         warnings_log):
+    """The switch is what allows full unpickling: with it the payload runs
+    (this is why it must be explicit)."""
+    marker = tmp_path / 'PAYLOAD_RAN'
+    src = torch.nn.Linear(3, 2)
+    path = _payload_checkpoint(tmp_path / 'mine.pth', marker, src)
+    policy = CheckpointTrustPolicy(trusted_files=[str(path)],
+                                   named_files=[str(path)])
+    ckpt = load_local_checkpoint(str(path), 'cpu', policy)
+    assert marker.exists()
+    assert torch.equal(ckpt['state_dict']['weight'], src.weight)
+    assert len(warnings_log) == 1
+    assert 'trusted explicitly with --trust-checkpoint' in warnings_log[0][0]
+
+
+def _mmengine_saved_checkpoint(path: Path) -> Path:
+    """What ``Runner.save_checkpoint`` writes after 2 iterations: meta with
+    the config text and dataset_meta, the message hub's state (HistoryBuffer
+    scalars, numpy runtime info), SGD's momentum state, a scheduler."""
+    from mmengine.logging import MessageHub
+    model = torch.nn.Linear(3, 2)
+    optim = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    sched = torch.optim.lr_scheduler.LinearLR(optim, start_factor=0.5)
+    hub = MessageHub.get_instance(f'h3_{path.name}')
+    for it in range(2):
+        loss = model(torch.ones(1, 3)).sum()
+        loss.backward()
+        optim.step()
+        sched.step()
+        hub.update_scalar('train/loss', float(loss.detach()))
+        hub.update_scalar('train/lr', np.float64(0.05))
+        hub.update_info('iter', it + 1)
+    hub.update_info('last_shape', np.array([2, 3]))
+    torch.save(
+        dict(
+            meta=dict(epoch=0, iter=2, cfg='model = dict(type="X")\n',
+                      seed=0, experiment_name='h3', time='20250101_000000',
+                      mmengine_version='0.10.7',
+                      dataset_meta=dict(classes=('a', 'b'),
+                                        palette=[(1, 2, 3), (4, 5, 6)])),
+            state_dict=OrderedDict(model.state_dict()),
+            message_hub=hub.state_dict(),
+            optimizer=optim.state_dict(),
+            param_schedulers=[sched.state_dict()]), path)
+    return path
+
+
+def test_mmengine_saved_checkpoint_needs_no_trust(tmp_path, no_env_roots,
+                                                  warnings_log):
+    path = _mmengine_saved_checkpoint(tmp_path / 'iter_2.pth')
+    policy = CheckpointTrustPolicy(named_files=[str(path)], use_env=False)
+    ckpt = load_local_checkpoint(str(path), 'cpu', policy)
+    assert warnings_log == []  # no fallback
+    assert ckpt['meta']['iter'] == 2
+    assert isinstance(ckpt['message_hub']['log_scalars']['train/loss'],
+                      HistoryBuffer)
+    assert ckpt['optimizer']['state'][0]['momentum_buffer'].shape == (2, 3)
+
+
+# ----------------- issue 19, item 11: a damaged checkpoint names the file
+
+
+def _damaged(tmp_path: Path, kind: str) -> Path:
+    good = tmp_path / 'good.pth'
+    legacy = kind.startswith('legacy')
+    torch.save({'state_dict': torch.nn.Linear(30, 20).state_dict()}, good,
+               _use_new_zipfile_serialization=not legacy)
+    data = good.read_bytes()
+    cut = dict(empty=0, zip_head=10, zip_half=len(data) // 2,
+               zip_tail=len(data) - 10, legacy_head=5,
+               legacy_tail=len(data) - 5)
+    path = tmp_path / f'{kind}.pth'
+    if kind == 'garbage':
+        path.write_bytes(b'<html>not found</html>' * 10)
+    else:
+        path.write_bytes(data[:cut[kind]])
+    return path
+
+
+@pytest.mark.parametrize('kind', [
+    'empty', 'zip_head', 'zip_half', 'zip_tail', 'legacy_head',
+    'legacy_tail', 'garbage'
+])
+def test_damaged_checkpoint_names_the_file(tmp_path, no_env_roots, kind):
+    """Before: torch's raw ``PytorchStreamReader failed reading zip
+    archive`` / ``EOFError`` / ``OSError: Invalid argument`` /
+    ``KeyError: 60``, without the file name."""
+    from mmsniper.utils import CorruptCheckpointError
+    path = _damaged(tmp_path, kind)
+    with pytest.raises(CorruptCheckpointError) as err:
+        load_local_checkpoint(str(path), 'cpu')
+    msg = str(err.value)
+    assert f'Cannot read checkpoint {path}:' in msg
+    word = dict(empty='empty (0 bytes)',
+                garbage='not a torch checkpoint').get(kind, 'truncated')
+    assert word in msg
+    # mmengine's entry points inside the scope say the same
+    with trusted_checkpoint_loading():
+        with pytest.raises(CorruptCheckpointError, match=re.escape(word)):
+            _load_checkpoint(str(path), 'cpu')
+
+
+def test_other_load_errors_keep_their_type_and_gain_the_name(
+        tmp_path, no_env_roots):
+    """A readable file failing for another reason is not called corrupt."""
+    path = _weights_only_checkpoint(tmp_path / 'ok.pth')
+
+    def bad_location(storage, loc):
+        raise RuntimeError('no such device')
+
+    with pytest.raises(RuntimeError, match='no such device') as err:
+        load_local_checkpoint(str(path), bad_location)
+    assert type(err.value) is RuntimeError
+    assert any(str(path) in n for n in getattr(err.value, '__notes__', []))
+
+
+def test_reuse_reads_the_file_once(tmp_path, no_env_roots, monkeypatch):
+    path = _weights_only_checkpoint(tmp_path / 'ckpt.pth')
+    reads = []
+    real_load = torch.load
+
+    @functools.wraps(real_load)  # keeps torch.load's signature
+    def counting_load(f, *args, **kwargs):
+        reads.append(str(f))
+        return real_load(f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, 'load', counting_load)
+    policy = CheckpointTrustPolicy(reuse=True)
+    first = load_local_checkpoint(str(path), 'cpu', policy)
+    second = load_local_checkpoint(str(path), 'cpu', policy)
+    assert second is first and len(reads) == 1
+    # served once: a third load reads again
+    load_local_checkpoint(str(path), 'cpu', policy)
+    assert len(reads) == 2
+    # another map_location or a rewritten file is read again
+    load_local_checkpoint(str(path), None, policy)
+    assert len(reads) == 3
+    torch.save({'state_dict': {'w': torch.ones(1)}}, path)
+    os.utime(path, ns=(1, 1))
+    assert 'w' in load_local_checkpoint(str(path), None, policy)['state_dict']
+    assert len(reads) == 4
+    # without reuse (the default) every load reads
+    load_local_checkpoint(str(path), 'cpu')
+    load_local_checkpoint(str(path), 'cpu')
+    assert len(reads) == 6
+
+
+@pytest.mark.slow
+def test_tools_test_py_refuses_a_payload_and_names_a_truncated_file(
+        tmp_path):
+    """tools/test.py (issue 19, items 9 and 11): the CHECKPOINT it names
+    with a payload is refused (before: trusted, the payload ran); with
+    ``--trust-checkpoint`` it loads (and runs); a truncated one is named."""
+    from mmengine.config import Config
+
+    from mmdet.registry import MODELS
+    tc.make_tiny_coco(tmp_path / 'data', num_images=2)
+    cfg = tc.write_tiny_config(tmp_path / 'tiny_cfg.py', tmp_path / 'data')
+    torch.manual_seed(0)
+    state = MODELS.build(Config.fromfile(str(cfg)).model).state_dict()
+    marker = tmp_path / 'PAYLOAD_RAN'
+    evil = tmp_path / 'downloaded.pth'
+    torch.save(dict(state_dict=state, payload=_SystemPayload(marker)), evil)
+
+    res = tc.run(tc.eval_cmd(cfg, evil, tmp_path / 'wd1'))
+    assert res.returncode == 1, res.describe()
+    assert not marker.exists()
+    assert 'Traceback' not in res.stderr, res.describe()
+    assert f'Refusing to load checkpoint {evil}: the file is not ' \
+        'weights-only loadable' in res.stderr
+    assert 'would run code from it' in res.stderr
+    assert 'pass --trust-checkpoint (or' in res.stderr
+    print(f'refused: {res.seconds:.1f}s')
+
+    cut = tmp_path / 'cut.pth'
+    cut.write_bytes(evil.read_bytes()[:evil.stat().st_size // 3])
+    res = tc.run(tc.eval_cmd(cfg, cut, tmp_path / 'wd2'))
+    assert res.returncode == 1, res.describe()
+    assert 'Traceback' not in res.stderr, res.describe()
+    assert f'Cannot read checkpoint {cut}: it is truncated or corrupt' \
+        in res.stderr
+
+    res = tc.run_ok(
+        tc.eval_cmd(cfg, evil, tmp_path / 'wd3', '--trust-checkpoint'))
+    assert marker.exists()
+    log = res.output
+    assert f'Checkpoint {evil} is not weights-only' in log
+    assert 'trusted explicitly with --trust-checkpoint' in log
+    # read once: one fallback warning for the check and the runner's load
+    assert log.count(f'Checkpoint {evil} is not weights-only') == 1
+    assert 'coco/bbox_mAP' in log
+    print(f'trusted: {res.seconds:.1f}s')

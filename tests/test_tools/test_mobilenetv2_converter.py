@@ -281,8 +281,54 @@ def test_command_line_error_exits_with_message(tmp_path):
 def test_refuses_pickled_objects(tmp_path):
     src = tmp_path / 'model.pth'
     torch.save(TvMobileNetV2(), src)  # a whole module, not weights
-    with pytest.raises(ValueError, match=f'{src}: not a weights-only'):
+    with pytest.raises(ValueError, match=f'{src}: not a weights-only') as e:
         tool.convert(str(src))
+    assert '\n' not in str(e.value) and 'TvMobileNetV2' in str(e.value)
+
+
+def _damaged_files(tmp_path):
+    src = tmp_path / 'tv.pth'
+    torch.save(_random_tv_state_dict(), src)
+    data = src.read_bytes()
+    files = {
+        'empty.pth': (b'', 'empty file (0 bytes)'),
+        'truncated.pth': (data[:len(data) // 2], 'truncated, damaged'),
+        'head.pth': (data[:100], 'truncated, damaged'),
+        'text.pth': (b'not a checkpoint\n' * 8, 'truncated, damaged'),
+    }
+    for name, (content, _) in files.items():
+        (tmp_path / name).write_bytes(content)
+    return {str(tmp_path / n): why for n, (_, why) in files.items()}
+
+
+def test_damaged_input_names_the_file(tmp_path):
+    """Issue 19 item 11: a truncated or empty IN gave torch's raw
+    ``RuntimeError: PytorchStreamReader failed ...`` / ``EOFError``."""
+    out = tmp_path / 'out.pth'
+    for src, why in _damaged_files(tmp_path).items():
+        with pytest.raises(ValueError) as info:
+            tool.convert(src, str(out))
+        assert str(info.value).startswith(f'{src}: ') and why in str(
+            info.value), info.value
+        with pytest.raises(SystemExit) as info:
+            tool.main([src, str(out)])
+        msg = info.value.code
+        assert msg.startswith(f'torchvision_mobilenetv2_to_mmdet.py: error: '
+                              f'{src}: ') and '\n' not in msg, msg
+        assert not out.exists()
+
+
+def test_damaged_input_one_error_line_exit_1(tmp_path):
+    src = next(s for s in _damaged_files(tmp_path) if 'truncated' in s)
+    proc = subprocess.run([sys.executable, str(TOOL), src,
+                           str(tmp_path / 'out.pth')],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        f'torchvision_mobilenetv2_to_mmdet.py: error: {src}: cannot read '
+        'it as a torch file'), proc.stderr
+    assert 'PytorchStreamReader' in lines[0]
 
 
 def test_script_runs_standalone(tmp_path):

@@ -1,8 +1,8 @@
-"""The README's "Use your own dataset" walk-through, end to end on a tiny
-generated COCO dataset: annotation file -> analyze_scales.py -> config (the
-README's, with the proposal pasted) -> browse_chips.py -> train.py ->
-test.py. Only the model and the schedule are shrunk, so it runs on a CPU in
-a few minutes."""
+"""The "Use your own dataset" walk-through (docs/en/user_guides/
+own_dataset.md), end to end on a tiny generated COCO dataset: annotation
+file -> analyze_scales.py -> config (the page's, with the proposal pasted)
+-> browse_chips.py -> train.py -> test.py. Only the model and the schedule
+are shrunk, so it runs on a CPU in a few minutes."""
 import json
 import sys
 
@@ -14,7 +14,7 @@ BROWSE = tc.TOOLS / 'analysis_tools' / 'browse_chips.py'
 BASE = tc.REPO_ROOT / 'configs' / 'sniper' / \
     'faster-rcnn_r50_fpn_sniper-1x_coco.py'
 
-# The README's config, with the analyze_scales.py block pasted at PASTE and
+# The page's config, with the analyze_scales.py block pasted at PASTE and
 # this checkout's base config instead of `mmsniper::` (which names the
 # installed copy).
 USER_CONFIG = '''\

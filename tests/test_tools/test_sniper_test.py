@@ -172,10 +172,11 @@ def test_image_demo_writes_pictures(trained, tmp_path):
         'tta_model.valid_ranges=[(-1,60),(30,-1)]'
     ],
                     timeout=600)
-    names = sorted(p.name for p in out_dir.iterdir())
+    names = sorted(p.name for p in (out_dir / 'vis').iterdir())
     assert names == ['0000.jpg', '0001.jpg']
-    assert cv2.imread(str(out_dir / '0000.jpg')).shape[:2] == IMG_SIZE
+    assert cv2.imread(str(out_dir / 'vis/0000.jpg')).shape[:2] == IMG_SIZE
     assert 'SNIPER test: 2 images' in res.output
+    assert (out_dir / 'predictions.json').is_file()
 
 
 def test_api_loads_and_runs_an_autofocus_model(tmp_path):

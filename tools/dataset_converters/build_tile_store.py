@@ -15,14 +15,17 @@ then set ``tile_store='data/coco/tile_store'`` in the config's
 ``LoadSniperChipFromFile``. Each image becomes one tiled TIFF (levels 1,
 1/2, 1/4, ..., lossless; see :mod:`mmsniper.datasets.tile_store`). The run
 checks free disk space first, shows a progress bar, and resumes: an image
-whose store file exists and was built from the same source file (size and
-mtime) is skipped, files are written under a temporary name and renamed
-when complete, so an interrupted run loses nothing and redoes only the
-images that were in progress. Images that cannot be decoded or whose size
+whose store file exists, is complete (every level and tile within the
+file) and was built from the same source file (size and mtime) is skipped,
+others (changed sources, truncated store files) are rebuilt; files are
+written under a temporary name and renamed when complete, so an
+interrupted run loses nothing and redoes only the images that were in
+progress. Images that cannot be decoded or whose size
 differs from the annotation are listed at the end (exit status 1); the
 others are still written.
 """
 import argparse
+import hashlib
 import os
 import os.path as osp
 import shutil
@@ -39,8 +42,8 @@ from mmsniper.datasets.image_io import (  # noqa: E402
 from mmsniper.datasets.image_list import images_of  # noqa: E402
 from mmsniper.utils.cli import add_image_source_args  # noqa: E402
 from mmsniper.datasets.tile_store import (  # noqa: E402
-    COMPRESSIONS, TileStore, is_up_to_date, num_levels, source_stamp,
-    write_store_meta, write_tiled_pyramid)
+    COMPRESSIONS, TileStore, is_up_to_date, num_levels, relative_to,
+    source_stamp, write_store_meta, write_tiled_pyramid)
 
 
 def tile_side(text: str) -> int:
@@ -108,6 +111,7 @@ def _convert(job):
         stamp = source_stamp(img_path)
         with open(img_path, 'rb') as f:
             img_bytes = f.read()
+        sha256 = hashlib.sha256(img_bytes).hexdigest()
         img = decode_image(img_bytes, img_path, color_type)
         del img_bytes
         if ann_hw is not None:
@@ -117,7 +121,8 @@ def _convert(job):
             tif_path,
             tile,
             compression,
-            description=dict(stamp, source=osp.abspath(img_path)))
+            description=dict(
+                stamp, sha256=sha256, source=osp.abspath(img_path)))
         return dict(
             status='done',
             img_path=img_path,
@@ -160,8 +165,8 @@ def main(argv=None):
     image_root = osp.realpath(meta['image_root'])
     jobs, todo = [], []
     for info in images:
-        rel = osp.relpath(osp.realpath(info['img_path']), image_root)
-        if rel.startswith('..'):
+        rel = relative_to(osp.realpath(info['img_path']), image_root)
+        if rel is None:
             raise SystemExit(
                 f"{info['img_path']} is outside the store's image root "
                 f'{image_root}; use another --out')

@@ -15,7 +15,8 @@ mmdet's ``MobileNetV2.arch_settings``, ``features.18`` -> ``conv2``; the
 ImageNet classifier (``classifier.*``) is dropped and the summary says so.
 Any other key, a missing backbone key, a non-tensor value or a shape that
 differs from mmdet's backbone stops the conversion with an error naming IN
-and the key. OUT holds ``{'state_dict': ..., 'meta': {...}}`` (source path,
+and the key; so does an empty, truncated or damaged IN (one error line,
+exit status 1). OUT holds ``{'state_dict': ..., 'meta': {...}}`` (source path,
 its sha256, dropped keys), loadable weights-only, for::
 
     backbone=dict(type='MobileNetV2', out_indices=(1, 2, 4, 7),
@@ -33,6 +34,7 @@ import hashlib
 import os
 import os.path as osp
 import pickle
+import re
 import sys
 
 import torch
@@ -73,6 +75,48 @@ def sha256sum(path):
     return digest.hexdigest()
 
 
+def _first_sentence(exc):
+    """``Type: first sentence`` of an exception (or a str), on one line."""
+    if isinstance(exc, str):
+        return exc
+    text = ' '.join(str(exc).split())
+    cut = text.find('. ')
+    text = text[:cut] if cut > 0 else text.rstrip('.')
+    return f'{type(exc).__name__}: {text}' if text else type(exc).__name__
+
+
+def _load_state(src):
+    """``torch.load(src, weights_only=True)``; an empty, truncated or
+    damaged file raises ``ValueError`` naming it (torch's own errors, e.g.
+    ``EOFError`` or ``PytorchStreamReader failed``, do not)."""
+    size = os.path.getsize(src)  # OSError naming src if it is missing
+    if size == 0:
+        raise ValueError(f'{src}: empty file (0 bytes), not a state dict')
+    try:
+        return torch.load(src, map_location='cpu', weights_only=True)
+    except OSError:
+        raise
+    except pickle.UnpicklingError as exc:
+        weights_only = 'weights_only' in str(exc) or 'Weights only' in str(
+            exc)
+        # an opcode the weights-only unpickler does not know: not a pickle
+        not_a_pickle = re.search(r'Unsupported operand \d+', str(exc))
+        if weights_only and not not_a_pickle:
+            found = re.search(r'Unsupported global: GLOBAL (\S+)', str(exc))
+            what = (f'it holds {found.group(1)}' if found else
+                    _first_sentence(exc))
+            raise ValueError(f'{src}: not a weights-only loadable state dict '
+                             f'({what}); loading it would run code from '
+                             'the file') from None
+        reason = not_a_pickle.group(0) if not_a_pickle else exc
+    except Exception as exc:  # EOFError, RuntimeError, KeyError, ...
+        reason = exc
+    raise ValueError(
+        f'{src}: cannot read it as a torch file ({size} bytes): truncated, '
+        f'damaged or not a checkpoint; download or save it again (torch: '
+        f'{_first_sentence(reason)})') from None
+
+
 def convert(src, dst=None):
     """Convert the torchvision state dict in ``src``; write ``dst`` if given.
 
@@ -80,11 +124,7 @@ def convert(src, dst=None):
     dropped classifier key -> shape). Raises ``ValueError`` naming
     ``src`` and the key when anything does not map.
     """
-    try:
-        source = torch.load(src, map_location='cpu', weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise ValueError(f'{src}: not a weights-only loadable state dict '
-                         f'({exc})') from None
+    source = _load_state(src)
     if not isinstance(source, dict):
         raise ValueError(f'{src}: expected a state dict (a dict of tensors), '
                          f'got {type(source).__name__}')

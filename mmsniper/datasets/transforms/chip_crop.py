@@ -231,6 +231,9 @@ class SniperChipCrop(BaseTransform):
     - chip_size (tuple[int, int]): ``(h, w)`` the chip is padded to.
     - focus_gt_bboxes (np.ndarray): every GT piece in the chip, before the
       ``min_gt_size`` filter (chip px), for :class:`FocusPixelLabels`.
+    - focus_gt_outside (np.ndarray): the GT outside the chip, clipped onto
+      its border (zero width or height, chip px), for
+      ``FocusPixelLabels(outside_gt='border')``.
 
     ``img_shape`` and ``img.shape[:2]`` become the resized region (h, w),
     at most ``chip_size`` (h, w); masks and ``gt_seg_map`` take the same
@@ -523,9 +526,12 @@ class SniperChipCrop(BaseTransform):
         w = mapped.widths.numpy()
         h = mapped.heights.numpy()
         # every GT piece in the chip before the small-piece filter, for the
-        # AutoFocus labels (spec 7), which count them all
-        results['focus_gt_bboxes'] = mapped.tensor.numpy()[(w > 0)
-                                                           & (h > 0)]
+        # AutoFocus labels (spec 7), which count them all; the GT outside
+        # the chip, collapsed onto its border by the clip, apart (the
+        # reference labels them: FocusPixelLabels(outside_gt='border'))
+        inside = (w > 0) & (h > 0)
+        results['focus_gt_bboxes'] = mapped.tensor.numpy()[inside]
+        results['focus_gt_outside'] = mapped.tensor.numpy()[~inside]
         # spec 4: pieces *under* min_gt_size are dropped, as the reference's
         # filter_boxes keeps ws >= 10
         keep = (w >= self.min_gt_size) & (h >= self.min_gt_size)

@@ -15,6 +15,9 @@ from ...chips.focus import focus_pixel_labels
 #: Key under which :class:`SniperChipCrop` hands over every GT of the chip
 #: after scaling and clipping, before the small-piece filter (chip px).
 FOCUS_BOXES_KEY = 'focus_gt_bboxes'
+#: Key under which it hands over the GT outside the chip, clipped onto the
+#: chip border (zero width or height, chip px).
+FOCUS_OUTSIDE_KEY = 'focus_gt_outside'
 
 
 def flip_boxes(boxes: np.ndarray, img_shape: Tuple[int, int],
@@ -50,6 +53,8 @@ class FocusPixelLabels(BaseTransform):
 
     - focus_gt_bboxes (np.ndarray): ``(N, 4)`` chip-px boxes from
       ``SniperChipCrop`` (with ``boxes='chip'``).
+    - focus_gt_outside (np.ndarray): the GT outside the chip from
+      ``SniperChipCrop`` (with ``outside_gt='border'``).
     - gt_bboxes (with ``boxes='gt'``): the image's boxes after ``Resize``
       and ``RandomFlip``, for full-image training (no chips, so nothing
       was filtered; the boxes are already flipped).
@@ -71,18 +76,37 @@ class FocusPixelLabels(BaseTransform):
             ``SniperChipCrop`` (SNIPER training); ``'gt'``: ``gt_bboxes`` of
             a whole resized image (training a focus head without chips).
             Defaults to 'chip'.
+        outside_gt (str): ``'drop'``: only the GT pieces inside the chip
+            make labels. ``'border'``: the reference's ``gen_mask`` input
+            (``lib/data_utils/data_workers.py``): every GT of the image,
+            rounded to whole chip px and clipped to ``[0, chip_w - 1] x [0,
+            chip_h - 1]``, so a GT outside the chip collapses onto its
+            border and, of sqrt-area 0, marks the border cells it projects
+            onto as ignored (-1). (The reference never loads crowd boxes:
+            add ``DropIgnoredInstances`` for that.) Only with
+            ``boxes='chip'``. Defaults to 'drop'.
     """
 
     def __init__(self,
                  stride: int = 16,
                  positive_range: Tuple[float, float] = (5, 64),
                  ignore_upper: float = 90,
-                 boxes: str = 'chip') -> None:
+                 boxes: str = 'chip',
+                 outside_gt: str = 'drop') -> None:
         if boxes not in ('chip', 'gt'):
             raise ValueError(
                 f"FocusPixelLabels: boxes must be 'chip' or 'gt', got "
                 f'{boxes!r}')
+        if outside_gt not in ('drop', 'border'):
+            raise ValueError(
+                "FocusPixelLabels: outside_gt must be 'drop' or 'border', "
+                f'got {outside_gt!r}')
+        if outside_gt == 'border' and boxes != 'chip':
+            raise ValueError(
+                "FocusPixelLabels: outside_gt='border' needs boxes='chip' "
+                '(a whole image has no GT outside it)')
         self.boxes = boxes
+        self.outside_gt = outside_gt
         self.stride = stride
         self.positive_range = tuple(positive_range)
         self.ignore_upper = ignore_upper
@@ -112,10 +136,28 @@ class FocusPixelLabels(BaseTransform):
                     ' in the training pipeline')
             boxes = results[FOCUS_BOXES_KEY]
             size = results.get('chip_size', img_shape)
+            if self.outside_gt == 'border':
+                if FOCUS_OUTSIDE_KEY not in results:
+                    raise KeyError(
+                        f"FocusPixelLabels(outside_gt='border') needs "
+                        f'{FOCUS_OUTSIDE_KEY!r} (set by SniperChipCrop) for '
+                        f"image {results.get('img_path', '?')!r}")
+                boxes = np.concatenate([
+                    np.asarray(boxes, dtype=np.float64).reshape(-1, 4),
+                    np.asarray(results[FOCUS_OUTSIDE_KEY],
+                               dtype=np.float64).reshape(-1, 4)
+                ])
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         if self.boxes == 'chip' and results.get('flip', False):
             boxes = flip_boxes(boxes, img_shape,
                                results.get('flip_direction', 'horizontal'))
+        if self.outside_gt == 'border':
+            # data_workers.py gen_mask input: clip_boxes(np.round(gt *
+            # scale), im_info) with im_info the 512 px chip: [0, 511]
+            last_x, last_y = size[1] - 1, size[0] - 1
+            boxes = np.clip(
+                np.round(boxes), 0,
+                np.array([last_x, last_y, last_x, last_y], dtype=np.float64))
         map_size = tuple(max(1, math.ceil(side / self.stride))
                          for side in size[:2])
         results['gt_focus_map'] = focus_pixel_labels(
@@ -129,7 +171,8 @@ class FocusPixelLabels(BaseTransform):
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(stride={self.stride}, '
                 f'positive_range={self.positive_range}, '
-                f'ignore_upper={self.ignore_upper}, boxes={self.boxes!r})')
+                f'ignore_upper={self.ignore_upper}, boxes={self.boxes!r}, '
+                f'outside_gt={self.outside_gt!r})')
 
 
 @TRANSFORMS.register_module()

@@ -1,6 +1,8 @@
 # Copyright (c) mmsniper contributors. All rights reserved.
 """Load only the pixels that a SNIPER chip needs."""
 import math
+import os.path as osp
+import warnings
 from typing import Optional, Tuple
 
 import mmengine.fileio as fileio
@@ -8,12 +10,28 @@ import numpy as np
 from mmcv.transforms import LoadImageFromFile
 
 from mmdet.registry import TRANSFORMS
-from ..image_io import (REDUCIBLE_COLOR_TYPES, ImageDecodeError,
-                        annotated_size, check_image_size, decode_image,
+from ..image_io import (DEFAULT_MAX_IMAGE_PIXELS, REDUCIBLE_COLOR_TYPES,
+                        ImageDecodeError, annotated_size, check_image_pixels,
+                        check_image_size, decode_image,
                         expected_reduced_shape, is_jpeg, jpeg_header_size)
-from ..tile_store import TileStore, level_for_scale, region_for_chip
+from ..tile_store import (StaleTileError, TileStore, level_for_scale,
+                          region_for_chip)
 
 _REDUCE_FACTORS = (8, 4, 2)
+
+
+def _positive_limit(max_image_pixels) -> float:
+    """``max_image_pixels`` as a float, refusing what is not a positive
+    number (``float('inf')`` turns the check off)."""
+    try:
+        limit = float(max_image_pixels)
+    except (TypeError, ValueError):
+        limit = float('nan')
+    if isinstance(max_image_pixels, bool) or not limit > 0:
+        raise ValueError('LoadSniperChipFromFile: max_image_pixels must be a '
+                         f"positive number (float('inf') for no limit), got "
+                         f'{max_image_pixels!r}')
+    return limit
 
 
 @TRANSFORMS.register_module()
@@ -33,6 +51,14 @@ class LoadSniperChipFromFile(LoadImageFromFile):
        ``crop_margin`` level px. Lossless: the pixels are exactly those of
        the level (level 0 = the file as ``mmcv.imfrombytes`` decodes it).
        The whole image is never decoded, at any scale.
+       Every load compares the image file's size and mtime (one
+       ``stat()``; its SHA-256 when they differ) with those recorded in its
+       store file: a store file built from another version of the image or
+       from another file, or a truncated one, is not used; with
+       ``stale_store='fallback'`` the image file is read instead (case 2
+       or 3) after one warning per file and process, with ``'error'``
+       :class:`~mmsniper.datasets.tile_store.StaleTileError` names both
+       files. An image that is gone is read from its store file.
     2. **Reduced decode** (``reduced_decode=True``, a JPEG, ``s <= 1/2``,
        ``color_type`` one of 'color', 'grayscale' and their
        '_ignore_orientation' forms): cv2's ``IMREAD_REDUCED_*_d`` (libjpeg
@@ -66,7 +92,12 @@ class LoadSniperChipFromFile(LoadImageFromFile):
     file and both sizes (``check_size=False`` turns this off). Empty,
     garbage and truncated files, and images over PIL's or OpenCV's pixel
     limit, raise :class:`ImageDecodeError` naming the file (and the setting
-    that allows a large image) on every path.
+    that allows a large image) on every path. So does an image over
+    ``max_image_pixels``, read from the file's header before decoding
+    (:func:`~mmsniper.datasets.image_io.image_header_size`), and a JPEG
+    with too few bytes for the size its header declares. Test pipelines
+    (``tta_pipeline``) use this loader for these checks: without
+    ``sniper_chip`` it loads the whole image, as ``LoadImageFromFile``.
 
     Required Keys:
 
@@ -106,6 +137,15 @@ class LoadSniperChipFromFile(LoadImageFromFile):
             the image files. Defaults to None.
         check_size (bool): Whether to compare the image size with the
             annotated ``height``/``width``. Defaults to True.
+        stale_store (str): What to do when an image's store file is stale,
+            truncated or built from another file: 'fallback' (read the
+            image file, one warning per file) or 'error'. Defaults to
+            'fallback'.
+        max_image_pixels (float): Refuse an image with more px (width x
+            height, from the file's header before decoding), naming the
+            file; ``float('inf')`` for no limit. Defaults to
+            ``DEFAULT_MAX_IMAGE_PIXELS`` (2.5e9, as
+            ``SniperChipDataset(max_image_pixels=...)``).
     """
 
     def __init__(self,
@@ -119,7 +159,9 @@ class LoadSniperChipFromFile(LoadImageFromFile):
                  reduced_decode: bool = True,
                  crop_margin: int = 8,
                  tile_store: Optional[str] = None,
-                 check_size: bool = True) -> None:
+                 check_size: bool = True,
+                 stale_store: str = 'fallback',
+                 max_image_pixels: float = DEFAULT_MAX_IMAGE_PIXELS) -> None:
         super().__init__(
             to_float32=to_float32,
             color_type=color_type,
@@ -132,7 +174,13 @@ class LoadSniperChipFromFile(LoadImageFromFile):
         self.reduced_decode = reduced_decode
         self.crop_margin = int(crop_margin)
         self.check_size = check_size
+        self.max_image_pixels = _positive_limit(max_image_pixels)
         self.tile_store = tile_store
+        if stale_store not in ('fallback', 'error'):
+            raise ValueError(f"stale_store must be 'fallback' or 'error', "
+                             f'got {stale_store!r}')
+        self.stale_store = stale_store
+        self._stale_warned = set()
         self._store = None
         if tile_store is not None:
             self._store = TileStore(tile_store)
@@ -161,6 +209,7 @@ class LoadSniperChipFromFile(LoadImageFromFile):
 
     def _check(self, results: dict, filename: str,
                decoded_hw: Tuple[int, int]) -> None:
+        check_image_pixels(filename, decoded_hw, self.max_image_pixels)
         expected = annotated_size(results)
         if self.check_size and expected is not None:
             check_image_size(filename, decoded_hw, expected, self.color_type)
@@ -179,7 +228,11 @@ class LoadSniperChipFromFile(LoadImageFromFile):
                          box_s: Optional[tuple]) -> tuple:
         tiled = self._store.open(filename)
         full_hw = tuple(int(v) for v in tiled.shape[:2])
-        self._check(results, filename, full_hw)
+        try:
+            self._check(results, filename, full_hw)
+        except ValueError as e:
+            raise type(e)(f'{e} (size read from the tile store file '
+                          f'{tiled.path})') from e
         before = tiled.bytes_read
         if box_s is None:
             img = tiled.read_region(0, 0, 0, full_hw[1], full_hw[0])
@@ -208,7 +261,8 @@ class LoadSniperChipFromFile(LoadImageFromFile):
         header = jpeg_header_size(img_bytes)
         if header is None:
             return None  # let the full decode report the problem
-        img = decode_image(img_bytes, filename, self.color_type, reduce=d)
+        img = decode_image(img_bytes, filename, self.color_type, reduce=d,
+                           max_image_pixels=self.max_image_pixels)
         dec_hw = img.shape[:2]
         # libjpeg's reduced size is ceil(size / d); EXIF may transpose it.
         if dec_hw == expected_reduced_shape(header[0], header[1], d):
@@ -245,9 +299,21 @@ class LoadSniperChipFromFile(LoadImageFromFile):
         box_s = None if chip is None else self._chip_box_and_scale(chip)
         filename = results['img_path']
 
+        loaded = None
         if self._store is not None:
-            img, full_hw, region = self._load_from_store(
-                results, filename, box_s)
+            try:
+                loaded = self._load_from_store(results, filename, box_s)
+            except StaleTileError as e:
+                if self.stale_store == 'error' or not osp.isfile(filename):
+                    raise
+                if filename not in self._stale_warned:
+                    self._stale_warned.add(filename)
+                    warnings.warn(f'{e}; reading the image file instead '
+                                  '(slower) until the store is rebuilt with '
+                                  'tools/dataset_converters/'
+                                  'build_tile_store.py')
+        if loaded is not None:
+            img, full_hw, region = loaded
         else:
             try:
                 img_bytes = self._get_bytes(filename)
@@ -256,8 +322,10 @@ class LoadSniperChipFromFile(LoadImageFromFile):
                     decoded = self._load_reduced(results, filename, img_bytes,
                                                  box_s)
                 if decoded is None:
-                    img = decode_image(img_bytes, filename, self.color_type,
-                                       self.imdecode_backend)
+                    img = decode_image(
+                        img_bytes, filename, self.color_type,
+                        self.imdecode_backend,
+                        max_image_pixels=self.max_image_pixels)
                     full_hw, region = img.shape[:2], None
                 else:
                     img, full_hw, region = decoded
@@ -283,5 +351,6 @@ class LoadSniperChipFromFile(LoadImageFromFile):
         repr_str += (f', reduced_decode={self.reduced_decode}, '
                      f'crop_margin={self.crop_margin}, '
                      f'tile_store={self.tile_store!r}, '
-                     f'check_size={self.check_size})')
+                     f'check_size={self.check_size}, '
+                     f'max_image_pixels={self.max_image_pixels:.4g})')
         return repr_str

@@ -14,7 +14,7 @@ from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
 from mmsniper.chips import (compute_scale_factor, generate_focus_chips,
                             plan_scale_tiles, scaled_size)
-from .sniper_tta import SniperTTAModel
+from .sniper_tta import SniperTTAModel, _cat
 
 #: Reference chip parameters (dilation, threshold, min size in cells),
 #: coarse to fine: the chips of the middle scale come from the coarsest
@@ -37,8 +37,14 @@ class AutoFocusTTAModel(SniperTTAModel):
     chips' maps give the chips of the next scale, and so on. Detections
     within ``tile_cfg.edge_margin`` original px of a chip edge that is not
     an image edge are dropped; then the per-scale valid ranges and the
-    Soft-NMS merge of :class:`SniperTTAModel`. With ``focus=False`` every
-    scale runs on the whole image: exactly the SNIPER multi-scale test.
+    Soft-NMS merge of :class:`SniperTTAModel`. As in the reference
+    (``lib/inference.py``: no NMS per chip, ``aggregate`` sends every
+    chip's detections to the final Soft-NMS), the detections of different
+    FocusChips are not merged with each other before that Soft-NMS;
+    ``view_nms`` merges the views of one chip (its tiles when it is too
+    large, its flipped copy), as it merges those of a whole image.
+    With ``focus=False`` every scale runs on the whole image: exactly the
+    SNIPER multi-scale test.
 
     The wrapped detector must set ``pred_focus_map`` on its predictions
     (:class:`AutoFocusDetector`); flipped views (``flip=True``) add
@@ -65,6 +71,15 @@ class AutoFocusTTAModel(SniperTTAModel):
         vis_dir (str, optional): Write, per image, a picture with the
             coarsest focus map overlaid and the FocusChips of each scale in
             its own colour. Defaults to None.
+        nms_across_chips (bool): Also merge the FocusChips of one scale
+            with each other by ``view_nms`` before the valid ranges, as
+            this model did before; the reference does not. Only
+            overlapping chips are affected (a detection is clipped to its
+            chip). Defaults to False.
+        chip_holes (bool): Take the holes of the thresholded focus map's
+            regions too, as the reference's ``cv2.RETR_LIST`` contours do
+            (:func:`mmsniper.chips.generate_focus_chips` ``holes``).
+            Defaults to False.
     """
 
     def __init__(self,
@@ -75,9 +90,13 @@ class AutoFocusTTAModel(SniperTTAModel):
                  chip_params: Sequence = DEFAULT_CHIP_PARAMS,
                  focus_stride: Optional[int] = None,
                  vis_dir: Optional[str] = None,
+                 nms_across_chips: bool = False,
+                 chip_holes: bool = False,
                  **kwargs):
         super().__init__(module, scales, valid_ranges, **kwargs)
         self.focus = bool(focus)
+        self.nms_across_chips = bool(nms_across_chips)
+        self.chip_holes = bool(chip_holes)
         self.chip_params = [tuple(p) for p in chip_params]
         if len(self.chip_params) != len(self.scales) - 1:
             raise ValueError(
@@ -100,11 +119,12 @@ class AutoFocusTTAModel(SniperTTAModel):
     def _chip_views(self, chips: np.ndarray, scale_idx: int, height: int,
                     width: int) -> tuple:
         """Integer regions (orig px) of the FocusChips at a scale, tiled
-        where a chip is larger than the pixel budget."""
+        where a chip is larger than the pixel budget, the factor, and the
+        index of the chip each region belongs to."""
         factor = compute_scale_factor(self.scales[scale_idx], (height, width))
         cfg = self.tile_cfg
-        regions = []
-        for x1, y1, x2, y2 in chips:
+        regions, owners = [], []
+        for chip_idx, (x1, y1, x2, y2) in enumerate(chips):
             x1, y1 = max(int(math.floor(x1)), 0), max(int(math.floor(y1)), 0)
             x2 = min(int(math.ceil(x2)), width)
             y2 = min(int(math.ceil(y2)), height)
@@ -122,7 +142,8 @@ class AutoFocusTTAModel(SniperTTAModel):
                 regions.append(
                     (x1 + int(tx1), y1 + int(ty1), x1 + int(tx2),
                      y1 + int(ty2)))
-        return regions, factor
+                owners.append(chip_idx)
+        return regions, factor, owners
 
     def _focus_chips(self, view: dict, params: tuple) -> np.ndarray:
         pred = view.pop('pred')
@@ -145,7 +166,8 @@ class AutoFocusTTAModel(SniperTTAModel):
             min_size, (y2 - y1, x2 - x1),
             stride=stride,
             parent_offset=(x1, y1),
-            scale=view['factor'])
+            scale=view['factor'],
+            holes=self.chip_holes)
 
     def test_step(self, data: dict) -> List[DetDataSample]:
         """Run AutoFocus on a batch (``inputs``, ``data_samples``)."""
@@ -175,20 +197,22 @@ class AutoFocusTTAModel(SniperTTAModel):
                 records[image_idx]['full_pixels'][scale_idx] = full
                 if step == 0 or not self.focus:
                     regions, factor = self._views(scale_idx, height, width)
+                    owners = [0] * len(regions)
                     cut = len(regions) > 1
                 else:
-                    regions, factor = self._chip_views(
+                    regions, factor, owners = self._chip_views(
                         chips[image_idx], scale_idx, height, width)
                     cut = True
                     drawn[image_idx].append((scale_idx, chips[image_idx]))
                 stats['tiled_images'][scale_idx] += (
                     step == 0 or not self.focus) and len(regions) > 1
-                for region in regions:
+                for owner, region in zip(owners, regions):
                     for flip in flips:
                         view = dict(
                             image=image_idx,
                             image_hw=(height, width),
                             region=tuple(int(v) for v in region),
+                            chip=owner,
                             factor=factor,
                             flip=flip,
                             tiled=cut,
@@ -218,10 +242,13 @@ class AutoFocusTTAModel(SniperTTAModel):
                         ]
                     chips[image_idx] = (np.concatenate(found) if found else
                                         np.zeros((0, 4)))
+            on_chips = self.focus and step > 0 and not self.nms_across_chips
             for image_idx, image_views in enumerate(by_image):
                 per_image[image_idx].append(
-                    self._scale_result(data_samples[image_idx], scale_idx,
-                                       image_views))
+                    self._chip_scale_result(data_samples[image_idx],
+                                            scale_idx, image_views)
+                    if on_chips else self._scale_result(
+                        data_samples[image_idx], scale_idx, image_views))
             stats['scale_seconds'][scale_idx] += (
                 time.perf_counter() - scale_start)
         merged = self.merge_preds(per_image)
@@ -238,6 +265,24 @@ class AutoFocusTTAModel(SniperTTAModel):
         stats['images'] += len(inputs)
         stats['seconds'] += time.perf_counter() - start
         return outputs
+
+    def _chip_scale_result(self, data_sample, scale_idx: int,
+                           views: List[dict]) -> DetDataSample:
+        """One image's detections on the FocusChips of one scale: the
+        views of each chip (its tiles, its flipped copy) merged by
+        ``view_nms`` as the views of a whole image are, the chips only
+        concatenated (the reference's ``aggregate`` puts every chip's
+        detections into the final Soft-NMS)."""
+        by_chip = {}
+        for view in views:
+            by_chip.setdefault(view['chip'], []).append(view)
+        sample = self._scale_result(data_sample, scale_idx, [])
+        if by_chip:
+            sample.pred_instances = _cat([
+                self._merge_views([v['result'] for v in group])
+                for group in by_chip.values()
+            ])
+        return sample
 
     # ------------------------------------------------------------------
     def _draw(self, img, sample, map_views: Optional[list],
@@ -277,4 +322,6 @@ class AutoFocusTTAModel(SniperTTAModel):
 
     def extra_repr(self) -> str:
         return (super().extra_repr() + f', focus={self.focus}, '
-                f'chip_params={self.chip_params}')
+                f'chip_params={self.chip_params}, '
+                f'nms_across_chips={self.nms_across_chips}, '
+                f'chip_holes={self.chip_holes}')

@@ -18,6 +18,7 @@ from mmsniper.chips import (check_scales_and_ranges, compute_scale_factor,
                             edge_cut_mask, flip_boxes, map_boxes_to_original,
                             normalize_valid_ranges, plan_scale_tiles,
                             scale_valid_range_mask, scaled_size)
+from mmsniper.chips.tiles import check_tile_settings
 from mmsniper.utils.progress import warn_once
 
 _CV2_INTERP = dict(
@@ -208,8 +209,9 @@ class SniperTTAModel(BaseTTAModel):
             per forward pass.
         merge_cfg (dict): ``nms`` (an ``mmcv.ops.batched_nms`` config:
             ``soft_nms`` with ``method='gaussian'``, ``sigma``,
-            ``min_score``, or ``type='nms'`` with ``iou_threshold``) and
-            ``max_per_img``.
+            ``min_score``, or ``type='nms'`` with ``iou_threshold``; its
+            ``offset``: 0, or 1 for the reference's pixel-inclusive IoU,
+            widths ``x2 - x1 + 1``) and ``max_per_img``.
         view_nms (dict, optional): ``batched_nms`` config merging the views
             of one scale (tiles, flips) before the valid-range filter;
             ``None`` keeps them all.
@@ -219,6 +221,11 @@ class SniperTTAModel(BaseTTAModel):
             twice ``edge_margin``, in orig px), ``edge_margin`` (orig px).
         interpolation (str): Resize interpolation (cv2), 'bilinear' as
             mmdet's ``Resize``.
+        clip_offset (int): Boxes are clipped to ``[0, w - clip_offset] x
+            [0, h - clip_offset]`` in the px of the ``w x h`` view (resized
+            image, tile or chip) they were found in: 0 keeps the detector's
+            own clip to ``[0, w]``; 1 is the reference's ``clip_boxes`` to
+            the last pixel. Defaults to 0.
         data_preprocessor (dict, optional): See ``BaseTTAModel``.
     """
 
@@ -233,6 +240,7 @@ class SniperTTAModel(BaseTTAModel):
                      type='nms', iou_threshold=0.5),
                  tile_cfg: Optional[dict] = None,
                  interpolation: str = 'bilinear',
+                 clip_offset: int = 0,
                  data_preprocessor=None):
         super().__init__(module=module, data_preprocessor=data_preprocessor)
         if isinstance(scales, (str, bytes)) or not len(scales):
@@ -258,12 +266,24 @@ class SniperTTAModel(BaseTTAModel):
         if 'nms' not in self.merge_cfg or 'type' not in self.merge_cfg['nms']:
             raise ValueError('merge_cfg.nms must be a batched_nms config '
                              f'with a type, got {self.merge_cfg!r}')
+        for name, cfg in (('merge_cfg.nms', self.merge_cfg['nms']),
+                          ('view_nms', view_nms or {})):
+            if cfg.get('offset', 0) not in (0, 1):
+                raise ValueError(f'{name}.offset must be 0 or 1 (1: '
+                                 'widths x2 - x1 + 1), got '
+                                 f'{cfg["offset"]!r}')
+        if clip_offset not in (0, 1):
+            raise ValueError(f'clip_offset must be 0 or 1, got '
+                             f'{clip_offset!r}')
+        self.clip_offset = int(clip_offset)
         self.view_nms = dict(view_nms) if view_nms else None
         self.tile_cfg = dict(DEFAULT_TILE_CFG, **(tile_cfg or {}))
         unknown = set(self.tile_cfg) - set(DEFAULT_TILE_CFG)
         if unknown:
             raise ValueError(f'unknown tile_cfg keys {sorted(unknown)}; '
                              f'known: {sorted(DEFAULT_TILE_CFG)}')
+        check_tile_settings(self.tile_cfg['tile_size'],
+                            self.tile_cfg['overlap'])
         if interpolation not in _CV2_INTERP:
             raise ValueError(f'interpolation must be one of '
                              f'{sorted(_CV2_INTERP)}, got {interpolation!r}')
@@ -343,7 +363,7 @@ class SniperTTAModel(BaseTTAModel):
                 flip_direction='horizontal' if view['flip'] else None,
                 sniper_region=tuple(float(v) for v in view['region']))
             view['scale'] = scale
-            view['width'] = out_w
+            view['width'], view['height'] = out_w, out_h
             batch_inputs.append(tensor)
             batch_samples.append(DetDataSample(metainfo=meta))
         data = self.module.data_preprocessor(
@@ -372,6 +392,12 @@ class SniperTTAModel(BaseTTAModel):
             view_boxes = boxes
             if view['flip']:
                 boxes = flip_boxes(boxes, view['width'])
+            if self.clip_offset:
+                # the reference's clip_boxes (lib/bbox/bbox_transform.py):
+                # to the view's last pixel, w - 1
+                last = np.array([view['width'], view['height']] * 2,
+                                dtype=np.float64) - self.clip_offset
+                boxes = np.clip(boxes, 0.0, np.maximum(last, 0.0))
             height, width = view['image_hw']
             region = np.asarray(view['region'], dtype=np.float64)
             boxes = map_boxes_to_original(boxes, region[:2], view['scale'],
@@ -539,7 +565,7 @@ class SniperTTAModel(BaseTTAModel):
         return (f'scales={self.scales}, valid_ranges={self.valid_ranges}, '
                 f'flip={self.flip}, batch_size={self.batch_size}, '
                 f'merge_cfg={self.merge_cfg}, view_nms={self.view_nms}, '
-                f'tile_cfg={self.tile_cfg}')
+                f'tile_cfg={self.tile_cfg}, clip_offset={self.clip_offset}')
 
 
 def format_sniper_stats(stats: Dict, scales: Sequence) -> List[str]:

@@ -1,5 +1,7 @@
 # Copyright (c) mmsniper contributors. All rights reserved.
 """FocusPixel labels through the chip pipeline (AutoFocus training)."""
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -102,7 +104,7 @@ def test_settings_repr_and_errors():
              ignore_upper=48))
     assert isinstance(t, FocusPixelLabels)
     assert repr(t) == ('FocusPixelLabels(stride=8, positive_range=(4, 32), '
-                       "ignore_upper=48, boxes='chip')")
+                       "ignore_upper=48, boxes='chip', outside_gt='drop')")
     with pytest.raises(ValueError, match="'chip' or 'gt'"):
         FocusPixelLabels(boxes='all')
     with pytest.raises(ValueError, match='positive_range'):
@@ -150,3 +152,73 @@ def test_full_image_labels_from_resized_and_flipped_gt():
         assert (fmap == -1).any()
     with pytest.raises(KeyError, match='gt_bboxes'):
         FocusPixelLabels(boxes='gt')(dict(img_shape=(10, 10)))
+
+
+def reference_gen_mask(image_boxes, chip_xy, scale, chip=512, stride=16):
+    """The reference's FocusPixel labels of a chip
+    (lib/data_utils/data_workers.py:165-192 and 208-222): every GT of the
+    image shifted to the chip, scaled, rounded and clipped to [0, chip - 1]
+    (``clip_boxes`` with ``im_info`` the 512 px chip), then ``gen_mask``
+    (boxes here never overlap, so its last-box-wins order is moot)."""
+    boxes = np.asarray(image_boxes, dtype=np.float64).copy()
+    boxes[:, [0, 2]] -= chip_xy[0]
+    boxes[:, [1, 3]] -= chip_xy[1]
+    boxes = np.clip(np.round(boxes * scale), 0, chip - 1)
+    cells = chip // stride
+    cmask = np.zeros((cells, cells), dtype=np.int64)
+    for x1, y1, x2, y2 in boxes:
+        area = np.sqrt((x2 - x1) * (y2 - y1))
+        flag = 0
+        if 5 < area < 64:
+            flag = 1
+        elif 64 <= area < 90 or area <= 5:
+            flag = -1
+        for p1 in range(int(x1 / stride),
+                        min(int(math.ceil(x2 / stride)) + 1, cells)):
+            for p2 in range(int(y1 / stride),
+                            min(int(math.ceil(y2 / stride)) + 1, cells)):
+                if flag:
+                    cmask[p2][p1] = flag
+    return cmask
+
+
+def test_outside_gt_border_is_the_reference_labels():
+    """Issue 19, item 13: the reference labels a chip from every GT of the
+    image; a GT outside the chip collapses onto its border (sqrt-area 0)
+    and marks the cells it projects onto as ignored. ``outside_gt='border'``
+    reproduces that; the default leaves those cells 0."""
+    # a 512 px chip at (100, 100) of an 800 x 700 image, scale 1
+    boxes = [
+        [20, 200, 60, 240],  # left of the chip: column 0, rows 6..9
+        [650, 300, 700, 340],  # right of it: column 31, rows 12..15
+        [300, 300, 330, 330],  # inside, 30 px: positive
+        [700, 650, 720, 680],  # below and right: the corner cell
+        [130, 20, 150, 50],  # above it: row 0, columns 1..4
+    ]
+    res = _results(boxes, (100, 100, 612, 612), 1.0, img_hw=(700, 800))
+    chip_pipe = [dict(type='SniperChipCrop'),
+                 dict(type='RandomFlip', prob=0.)]
+    ref = reference_gen_mask(boxes, (100, 100), 1.0)
+    assert (ref == -1).sum() == 4 + 4 + 1 + 4 and (ref == 1).sum() == 16
+    out = Compose(chip_pipe + [
+        dict(type='FocusPixelLabels', outside_gt='border')])(dict(res))
+    np.testing.assert_array_equal(out['gt_focus_map'], ref)
+    res = _results(boxes, (100, 100, 612, 612), 1.0, img_hw=(700, 800))
+    out = Compose(chip_pipe + [dict(type='FocusPixelLabels')])(res)
+    inside = ref.copy()
+    inside[inside == -1] = 0  # only the positive object is inside
+    np.testing.assert_array_equal(out['gt_focus_map'], inside)
+    # flipped: the GT left of the chip now lies right of it
+    res = _results(boxes[:1], (100, 100, 612, 612), 1.0, img_hw=(700, 800))
+    out = Compose([dict(type='SniperChipCrop'),
+                   dict(type='RandomFlip', prob=1.),
+                   dict(type='FocusPixelLabels', outside_gt='border')])(res)
+    fmap = out['gt_focus_map']
+    assert (fmap[6:10, 31] == -1).all() and (fmap == -1).sum() == 4
+    with pytest.raises(ValueError, match="'drop' or 'border'"):
+        FocusPixelLabels(outside_gt='all')
+    with pytest.raises(ValueError, match="needs boxes='chip'"):
+        FocusPixelLabels(boxes='gt', outside_gt='border')
+    with pytest.raises(KeyError, match='focus_gt_outside'):
+        FocusPixelLabels(outside_gt='border')(
+            dict(img_shape=(10, 10), focus_gt_bboxes=np.zeros((0, 4))))

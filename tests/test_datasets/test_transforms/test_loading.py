@@ -351,7 +351,8 @@ def test_registry_and_repr():
                        "to_float32=False, color_type='color', "
                        "imdecode_backend='cv2', backend_args=None, "
                        'reduced_decode=False, crop_margin=8, '
-                       'tile_store=None, check_size=True)')
+                       'tile_store=None, check_size=True, '
+                       'max_image_pixels=2.5e+09)')
     with pytest.raises(ValueError):
         LoadSniperChipFromFile(crop_margin=-1)
 

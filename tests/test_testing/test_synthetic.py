@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
-from mmsniper.datasets.synthetic import (MARKER_NAME, SYNTHETIC_CLASSES,
-                                         dataset_stats,
-                                         ensure_synthetic_dataset,
-                                         generate_synthetic_dataset,
-                                         render_synthetic_image)
+from mmsniper.testing.synthetic import (MARKER_NAME, SYNTHETIC_CLASSES,
+                                        dataset_stats,
+                                        ensure_synthetic_dataset,
+                                        generate_synthetic_dataset,
+                                        render_synthetic_image)
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 # Tiny images keep the tests fast; object sizes are absolute pixels, so
@@ -236,3 +236,12 @@ def test_mmdet_coco_dataset(tiny):
     num_gt = sum(a['image_id'] == info['img_id'] for a in coco['annotations'])
     assert len(info['instances']) == num_gt
     assert {i['bbox_label'] for i in info['instances']} <= {0, 1, 2}
+
+
+def test_old_import_path_forwards_with_a_warning():
+    sys.modules.pop('mmsniper.datasets.synthetic', None)
+    with pytest.warns(DeprecationWarning, match='mmsniper.testing.synthetic'):
+        old = importlib.import_module(
+            'mmsniper.datasets.synthetic')
+    assert old.generate_synthetic_dataset is generate_synthetic_dataset
+    assert old.MARKER_NAME == MARKER_NAME
