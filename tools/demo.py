@@ -13,16 +13,16 @@ Reproducibility: the generated data are byte-identical from run to run
 (whatever the number of rendering threads), and the config seeds every
 random draw (``randomness.seed``, dataloader workers, chip sampler): two
 trainings with the same settings on one machine give bit-identical losses.
-Across machines the float arithmetic differs: the kernels torch, oneDNN and
-MKL pick for the CPU's widest instructions (AVX-512 vs AVX2) and the number
-of torch threads change the rounding, and 300 training iterations amplify it
-into other AP figures (in the first 3 iterations of the demo, ``loss_cls``
-differs by 4e-4 to 8e-4 between AVX-512 and AVX2 kernels and by 4e-4
-between 1 and 2 threads). The demo therefore
+The float arithmetic depends on the kernels torch, oneDNN and MKL pick for
+the CPU's widest instructions (AVX-512 vs AVX2) and on the number of torch
+threads, and 300 training iterations amplify it into other AP figures
+(after 20 iterations of the demo the loss is 0.9380 with AVX2 kernels and 2
+threads, 0.9867 with AVX-512 and 0.9484 with 1 thread). The demo therefore
 runs the AVX2 kernels (on any x86-64 CPU that has them) with a fixed number
-of threads (``--threads``, default 2), set before torch is imported.
-Figures still differ on other architectures (ARM) and with other builds of
-torch or mmcv's ops.
+of threads (``--threads``, default 2), set before torch is imported. That
+makes runs on one machine repeat; it does not make machines agree (a pinned
+run on another x86-64 machine printed AP 0.193 against the README's 0.196):
+see docs/en/get_started.md, "Reproducibility".
 """
 import argparse
 import json
