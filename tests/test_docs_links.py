@@ -143,3 +143,35 @@ def test_every_docs_page_is_linked_from_the_readme():
     missing = [p.relative_to(ROOT).as_posix() for p in pages
                if p.resolve() not in linked]
     assert not missing, f'README.md does not link {missing}'
+
+
+def tables_without_separator(text):
+    """Line numbers of markdown tables whose header row is not followed by
+    a ``|---|`` separator row (outside code fences)."""
+    bad, fence, prev_is_row = [], False, False
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if line.lstrip().startswith('```'):
+            fence = not fence
+            prev_is_row = False
+            continue
+        row = not fence and line.lstrip().startswith('|')
+        if row and not prev_is_row:  # a table starts here
+            nxt = lines[i + 1] if i + 1 < len(lines) else ''
+            if not re.match(r'^\s*\|[\s:|-]+\|\s*$', nxt):
+                bad.append(i + 1)
+        prev_is_row = row
+    return bad
+
+
+def test_table_check_finds_a_missing_separator():
+    assert tables_without_separator('| a | b |\n| 1 | 2 |\n') == [1]
+    assert tables_without_separator('| a | b |\n|---|:-:|\n| 1 | 2 |\n') == []
+
+
+@pytest.mark.parametrize('path', doc_files(),
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_tables_have_a_separator_row(path):
+    bad = tables_without_separator(path.read_text(encoding='utf-8'))
+    assert not bad, f'{path.relative_to(ROOT)}: tables at lines {bad} ' \
+        'have no |---| row under their header (not rendered as tables)'
