@@ -168,7 +168,7 @@ def _test_pipeline(cfg: Config, from_array: bool) -> Compose:
             raise ValueError(f'tta_pipeline must not contain {kind}: '
                              'SniperTTAModel resizes per scale itself')
         loader = kind.startswith('LoadImageFrom') or kind in (
-            'LoadSniperChipFromFile', )
+            'LoadSniperChipFromFile', 'LoadSniperLazyImage')
         if loader and from_array:  # the array is the image
             step = dict(type='mmdet.LoadImageFromNDArray')
         steps.append(step)

@@ -310,6 +310,9 @@ class SniperTTAModel(BaseTTAModel):
     # ------------------------------------------------------------------
     @staticmethod
     def _image_hw(img: torch.Tensor, data_sample) -> tuple:
+        lazy = data_sample.metainfo.get('sniper_lazy_image')
+        if lazy is not None:  # LoadSniperLazyImage: read view by view
+            return int(lazy['height']), int(lazy['width'])
         if not isinstance(img, torch.Tensor) or img.dim() != 3:
             raise TypeError(
                 'SniperTTAModel expects one (C, H, W) tensor per image (the '
@@ -349,8 +352,16 @@ class SniperTTAModel(BaseTTAModel):
             img = inputs[view['image']]
             x1, y1, x2, y2 = view['region']
             out_h, out_w = scaled_size((y2 - y1, x2 - x1), view['factor'])
-            tensor = crop_resize(img.cpu(), view['region'], (out_w, out_h),
-                                 self.interpolation)
+            lazy = data_samples[view['image']].metainfo.get(
+                'sniper_lazy_image')
+            if lazy is not None:  # never decoded whole: read this window
+                from mmsniper.datasets.lazy_image import read_view
+                tensor = torch.from_numpy(
+                    read_view(lazy, view['region'], (out_w, out_h),
+                              self.interpolation))
+            else:
+                tensor = crop_resize(img.cpu(), view['region'],
+                                     (out_w, out_h), self.interpolation)
             if view['flip']:
                 tensor = tensor.flip(-1)
             scale = (out_w / (x2 - x1), out_h / (y2 - y1))
