@@ -13,7 +13,7 @@ view's resolution, so that the whole image is never in memory.
 
 Pixels: at level 0 and within ``max_source_pixels`` a view is cut and
 resized exactly as the whole-image path does
-(:func:`mmsniper.models.test_time_augs.sniper_tta.crop_resize`), so the
+(:func:`mmsniper.utils.image_ops.crop_resize`), so the
 detector sees the same pixels. From a coarser level ``k`` (or in row bands
 when the level-0 region is too large to hold), the same output grid is
 sampled by ``cv2.warpAffine`` with the same pixel-centre geometry (output px
@@ -31,6 +31,7 @@ from typing import Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from mmsniper.utils.image_ops import crop_resize
 from .tile_store import (StaleTileError, TiledImage, _DESCRIPTION_KEY,
                          level_for_scale)
 
@@ -290,7 +291,6 @@ def read_view(handle: dict,
     Returns:
         ndarray: ``(C, h, w)`` uint8, BGR (or gray) as mmcv decodes.
     """
-    from mmsniper.models.test_time_augs.sniper_tta import crop_resize
     tiled = open_lazy_image(handle)
     x1, y1, x2, y2 = (int(v) for v in region)
     out_w, out_h = (int(v) for v in out_size)

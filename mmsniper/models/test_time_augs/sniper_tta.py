@@ -19,14 +19,9 @@ from mmsniper.chips import (check_scales_and_ranges, compute_scale_factor,
                             normalize_valid_ranges, plan_scale_tiles,
                             scale_valid_range_mask, scaled_size)
 from mmsniper.chips.tiles import check_tile_settings
+from mmsniper.utils.image_ops import _CV2_INTERP, crop_resize
 from mmsniper.utils.progress import warn_once
 
-_CV2_INTERP = dict(
-    nearest=cv2.INTER_NEAREST,
-    bilinear=cv2.INTER_LINEAR,
-    bicubic=cv2.INTER_CUBIC,
-    area=cv2.INTER_AREA,
-    lanczos=cv2.INTER_LANCZOS4)
 
 DEFAULT_MERGE_CFG = dict(
     nms=dict(
@@ -38,36 +33,6 @@ DEFAULT_MERGE_CFG = dict(
     max_per_img=200)
 DEFAULT_TILE_CFG = dict(
     max_pixels=4e6, tile_size=2000, overlap=None, edge_margin=10.0)
-
-
-def crop_resize(img: torch.Tensor, region, out_size,
-                interpolation: str = 'bilinear') -> torch.Tensor:
-    """Cut an integer-pixel region of a ``(C, H, W)`` image and resize it.
-
-    Only the region is read: each channel plane of the crop is resized by
-    ``cv2.resize`` straight from a strided view, so neither the whole image
-    nor its enlarged copy is ever materialised.
-
-    Args:
-        img (Tensor): ``(C, H, W)`` CPU image (any dtype cv2 accepts).
-        region (Sequence[int]): ``(x1, y1, x2, y2)`` orig px.
-        out_size (Sequence[int]): ``(w, h)`` of the output.
-        interpolation (str): cv2 interpolation name.
-
-    Returns:
-        Tensor: ``(C, h, w)`` image of ``img``'s dtype.
-    """
-    x1, y1, x2, y2 = (int(v) for v in region)
-    out_w, out_h = (int(v) for v in out_size)
-    planes = img.numpy() if isinstance(img, torch.Tensor) else img
-    crop = planes[:, y1:y2, x1:x2]
-    if (out_w, out_h) == (x2 - x1, y2 - y1):
-        return torch.from_numpy(np.ascontiguousarray(crop))
-    flag = _CV2_INTERP[interpolation]
-    out = np.empty((crop.shape[0], out_h, out_w), dtype=crop.dtype)
-    for c in range(crop.shape[0]):
-        cv2.resize(crop[c], (out_w, out_h), dst=out[c], interpolation=flag)
-    return torch.from_numpy(out)
 
 
 def _as_instances(inst: InstanceData) -> InstanceData:
