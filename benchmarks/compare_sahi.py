@@ -11,16 +11,20 @@ processed per image, the wall seconds per image and the peak RSS:
 * ``sahi-default``: SAHI 0.12.8 ``get_sliced_prediction`` with its
   documented defaults: 512 px slices, 0.2 overlap, ``perform_standard_pred``
   (the whole image too), GREEDYNMM merge with IOS 0.5, class-wise.
-* ``sahi-budget``: SAHI at our test's resolution. SAHI has no per-slice
-  resize of its own; the detector's test ``Resize`` is the knob (SAHI's
-  ``image_size``, which sets that Resize's ``scale``, keep-ratio). Slices
-  of ``--slice-size`` px are resized to ``--slice-size * f`` where ``f`` is
-  the config's finest ``tta_model`` scale (1.5 for the demo): the small
-  objects are seen at the same magnification as by our finest scale, and
-  the standard (whole-image) prediction then runs at that same long side,
-  as our coarsest scale runs the whole image at long side 512. It costs
-  more pixels than our test (0.2 overlap, and every slice upscaled, where
-  our coarser scales run at 0.6x and at 512 px): the table says how many.
+* ``sahi-nms``: the same with an NMS / IoU 0.5 merge (what SAHI itself
+  switches to below a 0.1 confidence threshold, see below).
+* ``sahi-budget`` (GREEDYNMM / IOS) and ``sahi-budget-nms`` (NMS / IoU):
+  SAHI at our test's resolution. SAHI has no per-slice resize of its own;
+  the detector's test ``Resize`` is the knob (SAHI's ``image_size``, which
+  sets that Resize's ``scale``, keep-ratio). Slices of ``--slice-size`` px
+  are resized to ``--slice-size * f`` where ``f`` is the config's finest
+  numeric ``tta_model`` scale (1.5 for the demo; ``--budget-factor``): the
+  small objects are seen at the same magnification as by our finest scale,
+  and the standard (whole-image) prediction then runs at that same long
+  side, as our coarsest scale runs the whole image at long side 512. It
+  costs more pixels than our test (0.2 overlap, and every slice upscaled,
+  where our coarser scales run at 0.6x and at 512 px): the table says how
+  many.
 * ``tta``: our SNIPER multi-scale test (``tools/test.py --tta``), the
   config's ``tta_model`` (``SniperTTAModel``) through
   :func:`mmsniper.apis.init_sniper_detector` / ``inference_sniper``. For an
@@ -43,9 +47,9 @@ tools. Its ``perform_inference`` is wrapped only to count the pixels.
 All settings keep detections down to the config's
 ``test_cfg.rcnn.score_thr`` (0.05 in mmdet's configs): SAHI's model
 ``confidence_threshold`` is set to it, and ``force_postprocess_type=True``
-keeps SAHI's documented GREEDYNMM / IOS merge (SAHI would otherwise switch
-to NMS / IoU below a threshold of 0.1). Its default of 0.3 would only cut
-recall, and AP with it.
+keeps each setting's merge (SAHI would otherwise switch its documented
+GREEDYNMM / IOS to NMS / IoU below a threshold of 0.1). Its default of 0.3
+would only cut recall, and AP with it.
 
 Pixels per image are the pixels the detector's forward saw, padding not
 counted: for ``single`` and SAHI, every input (image or slice) after the
@@ -66,7 +70,8 @@ Usage::
 
     PYTHONPATH=work_dirs/sahi_site python benchmarks/compare_sahi.py \\
         CONFIG CHECKPOINT --ann VAL.json --img-dir VAL_IMAGES \\
-        [--settings single sahi-default sahi-budget tta] [--max-images N] \\
+        [--settings single sahi-default sahi-nms sahi-budget sahi-budget-nms
+                    tta] [--max-images N] \\
         [--slice-size 512] [--overlap 0.2] [--out results.json]
 """
 import argparse
@@ -90,13 +95,21 @@ SAHI_REQUIREMENTS = 'requirements/sahi.txt'
 SAHI_INSTALL = ('.venv/bin/python -m pip install --no-deps --target '
                 'work_dirs/sahi_site -c requirements/constraints.txt -r '
                 f'{SAHI_REQUIREMENTS}')
-SAHI_SETTINGS = ('sahi-default', 'sahi-budget')
-ALL_SETTINGS = ('single', ) + SAHI_SETTINGS + ('tta', 'autofocus')
-DEFAULT_SETTINGS = ('single', ) + SAHI_SETTINGS + ('tta', )
+#: SAHI setting -> (slices resized to our finest scale, (merge, metric)).
+SAHI_SETTINGS = {
+    'sahi-default': (False, ('GREEDYNMM', 'IOS')),
+    'sahi-nms': (False, ('NMS', 'IOU')),
+    'sahi-budget': (True, ('GREEDYNMM', 'IOS')),
+    'sahi-budget-nms': (True, ('NMS', 'IOU')),
+}
+ALL_SETTINGS = ('single', ) + tuple(SAHI_SETTINGS) + ('tta', 'autofocus')
+DEFAULT_SETTINGS = ('single', ) + tuple(SAHI_SETTINGS) + ('tta', )
 LABELS = {
     'single': 'single scale (mmdet test pipeline)',
-    'sahi-default': 'SAHI 0.12.8, defaults',
-    'sahi-budget': 'SAHI 0.12.8, slices at our finest scale',
+    'sahi-default': 'SAHI 0.12.8, defaults (GREEDYNMM/IOS 0.5)',
+    'sahi-nms': 'SAHI 0.12.8, defaults but NMS/IoU 0.5',
+    'sahi-budget': 'SAHI 0.12.8, slices at our finest scale, GREEDYNMM/IOS',
+    'sahi-budget-nms': 'SAHI 0.12.8, slices at our finest scale, NMS/IoU',
     'tta': 'SNIPER multi-scale (`--tta`)',
     'autofocus': 'AutoFocus (`--tta`)',
 }
@@ -473,7 +486,8 @@ def _sahi(args, cfg, resize, name):
 
     from mmsniper.utils import TRUST_FILE_ARG, trusted_checkpoint_loading
     image_size = None
-    if name == 'sahi-budget':
+    budget, (merge, metric) = SAHI_SETTINGS[name]
+    if budget:
         factor = args.budget_factor or budget_factor(cfg.tta_model)
         image_size = int(round(args.slice_size * factor))
         resize = dict(resize or {}, scale=(image_size, image_size),
@@ -507,8 +521,8 @@ def _sahi(args, cfg, resize, name):
             overlap_height_ratio=args.overlap,
             overlap_width_ratio=args.overlap,
             perform_standard_pred=True,
-            postprocess_type='GREEDYNMM',
-            postprocess_match_metric='IOS',
+            postprocess_type=merge,
+            postprocess_match_metric=metric,
             postprocess_match_threshold=0.5,
             postprocess_class_agnostic=False,
             force_postprocess_type=True,

@@ -151,7 +151,8 @@ def test_format_table():
     assert len(lines) == 4
     assert lines[2] == ('| single scale (mmdet test pipeline) | 12.3 | 5.0 '
                         '| 4.00 | 1.00x | 2.00 | 512 |')
-    assert lines[3] == ('| SAHI 0.12.8, defaults | 20.0 | 25.0 | 12.00 '
+    assert lines[3] == ('| SAHI 0.12.8, defaults (GREEDYNMM/IOS 0.5) '
+                        '| 20.0 | 25.0 | 12.00 '
                         '| 3.00x | 30.50 | 1024 |')
     # without a single-scale row there is no ratio
     assert '| - |' in cs.format_table(rows[1:])
