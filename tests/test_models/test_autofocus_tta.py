@@ -263,3 +263,13 @@ def test_disjoint_focus_chips_give_the_same_detections_either_way():
         np.testing.assert_array_equal(a, b)
     assert torch.equal(out[0].scores.sort().values,
                        out[1].scores.sort().values)
+
+
+def test_scales_coarsest_first_are_refused():
+    # issue 19, item 6: AutoFocus takes the scales finest first and runs
+    # the last one (the coarsest) on the whole image; given coarsest first,
+    # it would run the finest scale on the whole image
+    with pytest.raises(ValueError,
+                       match=r'AutoFocusTTAModel.scales = .*finest first'):
+        _model(FocusDrawnObjectsDetector(), scales=SCALES[::-1],
+               valid_ranges=RANGES[::-1])
