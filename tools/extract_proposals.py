@@ -793,9 +793,7 @@ def main(argv=None):
             missing=missing)
     else:
         summary = None
-    if world_size > 1:
-        barrier()
-    if args.launcher != 'none':  # every rank done: close the group
+    if args.launcher != 'none':  # every rank done (a barrier): close
         finish_distributed()
     return summary
 
