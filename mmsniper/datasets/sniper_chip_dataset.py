@@ -3,23 +3,26 @@
 import copy
 import inspect
 import multiprocessing
+import os
+import time
+from concurrent.futures import Future
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from mmengine.dataset import BaseDataset, Compose
-from mmengine.dist import is_main_process
+from mmengine.dist import (all_gather_object, get_dist_info,
+                           get_local_size, is_main_process)
 from mmengine.logging import MMLogger, print_log
 
 from mmdet.registry import DATASETS
-from mmsniper.chips import (check_lower_bound_scales, chip_driving_mask,
-                            clip_bboxes, compute_scale_factors,
-                            containment_matrix, generate_multiscale_chips,
-                            generate_negative_chips, normalize_valid_ranges,
-                            validity_ranges)
-from mmsniper.utils.progress import DelayedProgressBar
+from mmsniper.chips import (check_lower_bound_scales, compute_scale_factors,
+                            normalize_valid_ranges)
+from .chip_jobs import _chunk_chip_tables, _chunk_negative_tables, image_gt
 from .chip_settings import (check_chip_dataset_args, report_gt_validity,
                             warn_plain_index)
 from .chip_table import ChipIndex, ChipTable
+from .chip_work import (BackgroundChipWork, in_main_thread, run_chunks,
+                        shard_bounds, start_forkserver)
 from .image_io import DEFAULT_MAX_IMAGE_PIXELS
 from .proposals import ProposalSet, load_proposals
 
@@ -29,88 +32,20 @@ REFERENCE_COCO_TRAIN_RANGES = ((-1, 80), (32, 150), (120, -1))
 # is shared with the loader, LoadSniperChipFromFile(max_image_pixels=...).
 
 
-def image_gt(data_info: dict) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The boxes of an image's instances as mmdet's LoadAnnotations sees them.
-
-    Args:
-        data_info (dict): One ``data_list`` entry of an mmdet dataset.
-
-    Returns:
-        tuple: (N, 4) float64 boxes, (N,) bool ignore flags, and (N,) bool
-        degenerate flags (non-finite or without positive width and height).
-    """
-    instances = data_info.get('instances', [])
-    boxes = np.array([inst['bbox'] for inst in instances],
-                     dtype=np.float64).reshape(-1, 4)
-    ignored = np.array(
-        [bool(inst.get('ignore_flag', 0)) for inst in instances], dtype=bool)
-    finite = np.isfinite(boxes).all(axis=1)
-    degenerate = ~finite | (boxes[:, 2] <= boxes[:, 0]) | (
-        boxes[:, 3] <= boxes[:, 1])
-    return boxes, ignored, degenerate
+def _ranks_on_this_node() -> int:
+    """Training processes on this machine (torchrun's ``LOCAL_WORLD_SIZE``,
+    or mmengine's local group when one was set up)."""
+    if os.environ.get('LOCAL_WORLD_SIZE', '').isdigit():
+        return max(1, int(os.environ['LOCAL_WORLD_SIZE']))
+    try:
+        return max(1, get_local_size())
+    except RuntimeError:  # distributed, but without a local group
+        return 1
 
 
-def _image_chip_tables(job: tuple) -> List[ChipTable]:
-    """Chips of one image at every scale (a picklable worker function)."""
-    (img_idx, boxes, gt_ids, image_size, scales, valid_ranges, chip_size,
-     stride, seed, lower_bound_scales) = job
-    rng = None if seed is None else np.random.default_rng([seed, img_idx])
-    tables = []
-    per_scale = generate_multiscale_chips(
-        boxes, image_size, scales, valid_ranges, chip_size=chip_size,
-        stride=stride, rng=rng, lower_bound_scales=lower_bound_scales)
-    for scale_idx, result in enumerate(per_scale):
-        if len(result.chips):
-            tables.append(
-                ChipTable.from_image_chips(img_idx, scale_idx, result.chips,
-                                           result.gt_chip, gt_ids))
-    return tables
-
-
-def _image_negative_tables(job: tuple) -> List[ChipTable]:
-    """Negative chips of one image at every scale (picklable worker).
-
-    A GT is valid in a negative chip when it is valid at the chip's scale
-    (:func:`~mmsniper.chips.validity_ranges`: the scale's range, its lower
-    bound dropped at the non-coarsest scales with
-    ``lower_bound_scales='coarsest'``) and lies entirely inside it; every
-    other GT there is ignored.
-    """
-    (img_idx, boxes, gt_ids, image_size, proposals, pos_chips, scales,
-     valid_ranges, chip_size, stride, min_proposals,
-     lower_bound_scales) = job
-    neg_chips = generate_negative_chips(
-        proposals, pos_chips, image_size, scales, valid_ranges,
-        chip_size=chip_size, stride=stride, min_proposals=min_proposals,
-        lower_bound_scales=lower_bound_scales)
-    factors = compute_scale_factors(scales, image_size)
-    ranges = validity_ranges(
-        normalize_valid_ranges(valid_ranges, len(scales)),
-        lower_bound_scales).tolist()
-    tables = []
-    for scale_idx, chips in enumerate(neg_chips):
-        if not len(chips):
-            continue
-        valid = chip_driving_mask(boxes, factors[scale_idx],
-                                  ranges[scale_idx], chip_size, stride,
-                                  image_size=image_size)
-        grown = chips + np.array([-1e-3, -1e-3, 1e-3, 1e-3])
-        member = containment_matrix(grown, clip_bboxes(boxes, image_size))
-        member &= valid[None]
-        tables.append(
-            ChipTable.from_membership(img_idx, scale_idx, chips, member,
-                                      gt_ids, is_negative=True))
-    return tables
-
-
-def _chunk_chip_tables(jobs: List[tuple]) -> ChipTable:
-    return ChipTable.concatenate(
-        [t for job in jobs for t in _image_chip_tables(job)])
-
-
-def _chunk_negative_tables(jobs: List[tuple]) -> ChipTable:
-    return ChipTable.concatenate(
-        [t for job in jobs for t in _image_negative_tables(job)])
+def _not_in_dataloader_worker() -> bool:
+    from torch.utils.data import get_worker_info
+    return get_worker_info() is None
 
 
 @DATASETS.register_module()
@@ -171,8 +106,22 @@ class SniperChipDataset:
             (50,000 x 50,000); raise it for larger mosaics.
         pipeline (list, optional): Replaces the wrapped dataset's pipeline.
         num_proc (int, optional): Processes for chip generation and negative
-            mining. Defaults to None: one process below 5000 images, else up
-            to 8.
+            mining (per rank). Defaults to None: one process below 5000
+            images (of this rank's share), else up to 8, at most the CPUs
+            per rank on this node.
+        shard_chip_work (bool): In distributed training, each rank generates
+            and mines the chips of its share of the images (contiguous
+            blocks balanced by boxes and proposals) and the shares are
+            gathered (``mmengine.dist.all_gather_object``), instead of every
+            rank doing all of it. The gathered table is row for row the
+            single-process one. Needs the dataset built on every rank, as
+            mmengine's runner does. Defaults to True.
+        prefetch_next_epoch (bool): When the chips change per epoch
+            (``stride_jitter``, or negative draws), :class:`SniperChipSampler`
+            asks for the next epoch's chips as soon as an epoch starts, and
+            they are computed in a background thread (process pools started
+            from it use ``forkserver``) while the epoch trains; the same
+            tables as computing them on demand. Defaults to True.
         on_degenerate_box (str): ``'warn'`` (count and report boxes that are
             non-finite or have no area; they never drive chips) or
             ``'error'``. Defaults to ``'warn'``.
@@ -199,6 +148,8 @@ class SniperChipDataset:
                  max_image_pixels: float = DEFAULT_MAX_IMAGE_PIXELS,
                  pipeline: Optional[List[Union[dict, Any]]] = None,
                  num_proc: Optional[int] = None,
+                 shard_chip_work: bool = True,
+                 prefetch_next_epoch: bool = True,
                  on_degenerate_box: str = 'warn',
                  max_refetch: int = 100,
                  lazy_init: bool = False,
@@ -252,6 +203,17 @@ class SniperChipDataset:
         self.num_neg_chips_per_image = int(num_neg_chips_per_image)
         self.neg_min_proposals = neg_min_proposals
         self.num_proc = num_proc
+        self.shard_chip_work = bool(shard_chip_work)
+        self.prefetch_next_epoch = bool(prefetch_next_epoch)
+        self._background = BackgroundChipWork()
+        self._futures: Dict[tuple, Future] = {}
+        #: per (epoch, seed) computed: how (``'on demand'`` or
+        #: ``'background'``), this rank's ``work_s``, ``wait_s`` (what the
+        #: caller waited, gather included), ``ready_wait_s`` (before the
+        #: gather), ``images`` (this rank's share), ``world_size``,
+        #: ``rank_work_s`` (every rank's work_s)
+        self.chip_work_log: Dict[tuple, dict] = {}
+        self._shard_bounds: Optional[tuple] = None
         self.max_refetch = max_refetch
         self.pipeline = (
             Compose(pipeline) if pipeline is not None else None)
@@ -302,7 +264,7 @@ class SniperChipDataset:
                 cfg = dict(self.neg_proposals)
                 self._proposals, self.proposal_report = load_proposals(
                     cfg.pop('file'), self._image_keys, **cfg)
-            table = self.chip_table(epoch=0)
+            table = self.chip_table(epoch=0, collective=True)
             if not len(table):
                 self._raise_no_chips()
             self._log_summary(table)
@@ -384,32 +346,56 @@ class SniperChipDataset:
         return (0, None) if self.stride_jitter is None else (epoch, seed)
 
     def chip_table(self, epoch: int = 0,
-                   seed: Optional[int] = None) -> ChipTable:
+                   seed: Optional[int] = None,
+                   collective: bool = False) -> ChipTable:
         """The chips of ``epoch``: every positive chip, then
         ``num_neg_chips_per_image`` negative chips per image drawn with
         ``(seed, epoch)`` from the negative chips mined for that epoch.
 
         Without stride jitter the positive chips are the same every epoch.
+
+        Args:
+            epoch (int): The epoch. Defaults to 0.
+            seed (int, optional): The sampler's seed. Defaults to None.
+            collective (bool): Every rank makes this same call at the same
+                point (the sampler and :meth:`full_init` do): in distributed
+                training the work is then shared across ranks
+                (``shard_chip_work``). Other callers get the same table,
+                computed by this rank alone. Defaults to False.
         """
         if self._image_gt is None:
             self.full_init()
-        positives = self._positive_table(epoch, seed)
         if not self.neg_proposals or not self.num_neg_chips_per_image:
-            return positives
+            return self._positive_table(epoch, seed, collective)
         key = ('with_negatives', epoch, seed)
-        if key not in self._tables:
-            negatives = self.negative_table(epoch, seed)
-            self._cache(key, ChipTable.concatenate(
-                [positives, self._draw_negatives(negatives, epoch, seed)]))
-        return self._tables[key]
+        table = self._tables.get(key)
+        if table is None:
+            ekey = self._epoch_key(epoch, seed)
+            positives = self._tables.get(('positive', ) + ekey)
+            negatives = self._tables.get(('negative', ) + ekey)
+            if positives is None or negatives is None:
+                # both in one pass (and one gather)
+                positives, negatives = self._epoch_work(
+                    epoch, seed, collective, negatives=True)
+            if negatives is None:
+                negatives = self.negative_table(epoch, seed, collective)
+            table = ChipTable.concatenate(
+                [positives, self._draw_negatives(negatives, epoch, seed)])
+            self._cache(key, table)
+        return table
 
     def _cache(self, key, table: ChipTable) -> None:
-        """Keep the tables of the last two epochs or so (memory stays
-        bounded); those of epoch 0 without a seed, which ``len()`` and
-        integer indexing use, stay."""
-        evictable = [k for k in self._tables if k[-2:] != (0, None)]
-        if len(evictable) > 4:
-            self._tables.pop(evictable[0])
+        """Keep the tables of the last epochs (memory stays bounded: the
+        current and the next epoch's, three kinds each); those of epoch 0
+        without a seed, which ``len()`` and integer indexing use, stay.
+
+        Plain dict operations only (atomic under the GIL): the background
+        thread caches too, and a forked dataloader worker must not inherit
+        a held lock.
+        """
+        evictable = [k for k in list(self._tables) if k[-2:] != (0, None)]
+        if len(evictable) > 8:
+            self._tables.pop(evictable[0], None)
         self._tables[key] = table
 
     def _draw_negatives(self, table: ChipTable, epoch: int,
@@ -424,60 +410,179 @@ class SniperChipDataset:
         return table.take(
             np.sort(order[rank < self.num_neg_chips_per_image]))
 
-    def _positive_table(self, epoch: int,
-                        seed: Optional[int]) -> ChipTable:
+    def _positive_table(self, epoch: int, seed: Optional[int],
+                        collective: bool = False) -> ChipTable:
         key = ('positive', ) + self._epoch_key(epoch, seed)
-        if key not in self._tables:
-            self._cache(key, self._generate(
-                self.epoch_stride(epoch, seed),
-                None if self.stride_jitter is None else
-                (0 if seed is None else seed) + epoch))
-        return self._tables[key]
-
-    def _generate(self, stride: int, seed: Optional[int]) -> ChipTable:
-        jobs = [(idx, boxes, gt_ids, size, self.scales, self.valid_ranges,
-                 self.chip_size, stride, seed, self.lower_bound_scales)
-                for idx, (boxes, gt_ids, size) in enumerate(self._image_gt)]
-        return self._run_jobs(_chunk_chip_tables, jobs)
+        table = self._tables.get(key)
+        if table is None:
+            table = self._epoch_work(epoch, seed, collective,
+                                     negatives=False)[0]
+        return table
 
     def negative_table(self, epoch: int = 0,
-                       seed: Optional[int] = None) -> ChipTable:
+                       seed: Optional[int] = None,
+                       collective: bool = False) -> ChipTable:
         """Every negative chip mined for ``epoch``, before the per-image
         draw: mined against that epoch's positive chips, on its stride.
 
         Without stride jitter the mining runs once and the proposals are
         then released; with it, once per epoch (cached for the last epochs),
-        the proposals staying in memory as flat arrays.
+        the proposals staying in memory as flat arrays. ``collective`` as in
+        :meth:`chip_table`.
         """
         if not self.neg_proposals:
             return ChipTable.empty()
         if self._image_gt is None:
             self.full_init()
         key = ('negative', ) + self._epoch_key(epoch, seed)
-        if key not in self._tables:
-            positives = self._positive_table(epoch, seed)
-            stride = self.epoch_stride(epoch, seed)
-            table = self._mine_negatives(positives, stride)
+        table = self._tables.get(key)
+        if table is None:
+            table = self._epoch_work(epoch, seed, collective,
+                                     negatives=True)[1]
+        return table
+
+    # ---- who computes what: rank shards, background prefetch -------------
+    def _shard(self, collective: bool) -> Tuple[int, int, int, int]:
+        """(rank, world_size, lo, hi): this rank's block of images when the
+        work is shared, else all of them on a world of one."""
+        num = len(self._image_gt)
+        rank, world_size = get_dist_info()
+        if not (collective and self.shard_chip_work and world_size > 1
+                and in_main_thread() and _not_in_dataloader_worker()):
+            return 0, 1, 0, num
+        if self._shard_bounds is None or self._shard_bounds[0] != world_size:
+            # work estimate per image: its boxes, and a tenth of its
+            # proposals (mining is per proposal, and vectorised)
+            costs = np.array([len(boxes) + 1.0
+                              for boxes, _, _ in self._image_gt])
+            if self._proposals is not None:
+                costs += np.diff(self._proposals.ptr)[:num] * 0.1
+            self._shard_bounds = (world_size, shard_bounds(costs, world_size))
+        bounds = self._shard_bounds[1]
+        return rank, world_size, int(bounds[rank]), int(bounds[rank + 1])
+
+    def _epoch_work(self, epoch: int, seed: Optional[int], collective: bool,
+                    negatives: bool) -> Tuple[ChipTable, ChipTable]:
+        """Compute (or take from the background) the positive chips of
+        ``epoch`` and, with ``negatives``, its mined negative chips; gather
+        the rank shards; cache both."""
+        ekey = self._epoch_key(epoch, seed)
+        rank, world_size, lo, hi = self._shard(collective)
+        start = time.perf_counter()
+        future = self._futures.pop((ekey, lo, hi), None)
+        if future is not None:
+            pos_part, neg_part, work_s = future.result()
+            how = 'background'
+        else:
+            pos_part, neg_part, work_s = self._epoch_parts(
+                epoch, seed, lo, hi, negatives, progress=True)
+            how = 'on demand'
+        ready_s = time.perf_counter() - start
+        if world_size > 1:
+            shards = all_gather_object((pos_part, neg_part, work_s))
+            positives = ChipTable.concatenate([p for p, _, _ in shards])
+            negs = [n for _, n, _ in shards]
+            neg_table = (ChipTable.concatenate(negs) if all(
+                n is not None for n in negs) else None)
+            rank_work_s = [w for _, _, w in shards]
+        else:
+            positives, neg_table, rank_work_s = pos_part, neg_part, [work_s]
+        self.chip_work_log[(epoch, seed)] = dict(
+            how=how, work_s=work_s, wait_s=time.perf_counter() - start,
+            ready_wait_s=ready_s, images=hi - lo, world_size=world_size,
+            rank_work_s=rank_work_s)
+        self._cache(('positive', ) + ekey, positives)
+        if neg_table is not None:
             if self.stride_jitter is not None:
                 print_log(
-                    f'SniperChipDataset: epoch {epoch}, stride {stride}: '
-                    f'{len(table)} negative chips mined', logger='current')
-            self._cache(key, table)
+                    f'SniperChipDataset: epoch {epoch}, stride '
+                    f'{self.epoch_stride(epoch, seed)}: {len(neg_table)} '
+                    'negative chips mined', logger='current')
+            self._cache(('negative', ) + ekey, neg_table)
             if self.stride_jitter is None:
                 # Mined once for good (a pinned cache entry): free the
                 # proposals.
                 self._proposals = None
-        return self._tables[key]
+        return positives, neg_table
 
-    def _mine_negatives(self, positives: ChipTable,
-                        stride: int) -> ChipTable:
-        """Mine every image's negative chips against ``positives``."""
+    def _epoch_parts(self, epoch: int, seed: Optional[int], lo: int, hi: int,
+                     negatives: bool, progress: bool = False) -> tuple:
+        """The positive chips of images ``[lo, hi)`` in ``epoch``, with
+        ``negatives`` their mined negative chips (else None), and the
+        seconds it took. Writes no cache and makes no collective call (it
+        may run in the background thread)."""
+        start = time.perf_counter()
+        ekey = self._epoch_key(epoch, seed)
+        stride = self.epoch_stride(epoch, seed)
+        positives = self._tables.get(('positive', ) + ekey)
+        if positives is not None:
+            rows = np.flatnonzero((positives.img_idx >= lo)
+                                  & (positives.img_idx < hi))
+            pos_part = positives.take(rows)
+        else:
+            pos_part = self._generate(
+                stride, None if self.stride_jitter is None else
+                (0 if seed is None else seed) + epoch, lo, hi, progress)
+        neg_part = None
+        if negatives and self.neg_proposals:
+            neg_part = self._mine_negatives(pos_part, stride, lo, hi,
+                                            progress)
+        return pos_part, neg_part, time.perf_counter() - start
+
+    def prefetch(self, epoch: int, seed: Optional[int] = None) -> bool:
+        """Start computing the chips of ``epoch`` in the background thread,
+        this rank's share of them in distributed training. Called by
+        :class:`SniperChipSampler` on every rank when an epoch starts, for
+        the next one.
+
+        Returns:
+            bool: Whether work was started (False when the tables are
+            cached, already on their way, the same every epoch, or
+            ``prefetch_next_epoch`` is off).
+        """
+        if (not self.prefetch_next_epoch or self._image_gt is None
+                or self.test_mode):
+            return False
+        ekey = self._epoch_key(epoch, seed)
+        negatives = bool(self.neg_proposals)
+        if ('positive', ) + ekey in self._tables and (
+                not negatives or ('negative', ) + ekey in self._tables):
+            return False
+        _, _, lo, hi = self._shard(collective=True)
+        if (ekey, lo, hi) in self._futures:
+            return False
+        # Drop what was prefetched and never asked for (a skipped epoch).
+        for key in [k for k in self._futures if k[0] != ekey]:
+            self._futures.pop(key).cancel()
+        if self._num_proc(hi - lo) > 1:
+            start_forkserver()
+        self._futures[(ekey, lo, hi)] = self._background.submit(
+            self._epoch_parts, epoch, seed, lo, hi, negatives)
+        return True
+
+    def _generate(self, stride: int, seed: Optional[int], lo: int = 0,
+                  hi: Optional[int] = None,
+                  progress: bool = True) -> ChipTable:
+        hi = len(self._image_gt) if hi is None else hi
+        jobs = [(idx, boxes, gt_ids, size, self.scales, self.valid_ranges,
+                 self.chip_size, stride, seed, self.lower_bound_scales)
+                for idx, (boxes, gt_ids, size) in enumerate(
+                    self._image_gt[lo:hi], start=lo)]
+        return self._run_jobs(_chunk_chip_tables, jobs, progress)
+
+    def _mine_negatives(self, positives: ChipTable, stride: int,
+                        lo: int = 0, hi: Optional[int] = None,
+                        progress: bool = True) -> ChipTable:
+        """Mine the negative chips of images ``[lo, hi)`` against
+        ``positives`` (which holds at least those images' chips)."""
+        hi = len(self._image_gt) if hi is None else hi
         proposals = self._proposals
         order = np.argsort(positives.img_idx, kind='stable')
         bounds = np.searchsorted(positives.img_idx[order],
                                  np.arange(len(self._image_gt) + 1))
         jobs = []
-        for idx, (boxes, gt_ids, size) in enumerate(self._image_gt):
+        for idx in range(lo, hi):
+            boxes, gt_ids, size = self._image_gt[idx]
             props, _ = proposals.get(idx)
             if not len(props):
                 continue
@@ -490,33 +595,25 @@ class SniperChipDataset:
                          self.scales, self.valid_ranges, self.chip_size,
                          stride, self.neg_min_proposals,
                          self.lower_bound_scales))
-        return self._run_jobs(_chunk_negative_tables, jobs)
+        return self._run_jobs(_chunk_negative_tables, jobs, progress)
 
-    def _run_jobs(self, chunk_fn, jobs: List[tuple]) -> ChipTable:
+    def _num_proc(self, num_jobs: int) -> int:
+        if self.num_proc is not None:
+            return self.num_proc
+        per_rank = max(1, multiprocessing.cpu_count() //
+                       _ranks_on_this_node())
+        return 1 if num_jobs < 5000 else min(8, per_rank)
+
+    def _run_jobs(self, chunk_fn, jobs: List[tuple],
+                  progress: bool = True) -> ChipTable:
         """Run ``chunk_fn`` over chunks of ``jobs``, in processes for large
-        datasets, with a progress bar."""
-        num_proc = self.num_proc
-        if num_proc is None:
-            num_proc = 1 if len(jobs) < 5000 else min(
-                8, multiprocessing.cpu_count())
-        chunk = max(1, min(1000, len(jobs) // max(1, num_proc * 4)))
-        chunks = [jobs[i:i + chunk] for i in range(0, len(jobs), chunk)]
-        bar = DelayedProgressBar(
-            len(chunks), 'SniperChipDataset: ' +
-            ('mining negative chips' if chunk_fn is _chunk_negative_tables
-             else 'generating chips'))
-        parts = []
-        if num_proc > 1 and len(chunks) > 1:
-            with multiprocessing.get_context('fork').Pool(num_proc) as pool:
-                for part in pool.imap(chunk_fn, chunks):
-                    parts.append(part)
-                    bar and bar.update()
-        else:
-            for jobs_chunk in chunks:
-                parts.append(chunk_fn(jobs_chunk))
-                bar and bar.update()
-        bar.close()
-        return ChipTable.concatenate(parts)
+        datasets (:func:`~.chip_work.run_chunks`)."""
+        num_proc = self._num_proc(len(jobs))
+        title = 'SniperChipDataset: ' + (
+            'mining negative chips' if chunk_fn is _chunk_negative_tables
+            else 'generating chips')
+        return run_chunks(chunk_fn, jobs, num_proc, title,
+                          progress=progress and in_main_thread())
 
     # ---- statistics --------------------------------------------------------
     def chip_stats(self, table: Optional[ChipTable] = None,
@@ -678,6 +775,13 @@ class SniperChipDataset:
             t for t in pipeline.transforms
             if type(t).__name__ not in skip_type_keys
         ])
+
+    def __getstate__(self) -> dict:
+        # A copy (a dataloader worker under ``spawn``) takes the tables,
+        # not the background work in flight.
+        state = self.__dict__.copy()
+        state['_futures'] = {}
+        return state
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(dataset='

@@ -161,9 +161,9 @@ def test_negatives_are_mined_per_epoch_on_its_stride(
     calls = []
     original = SniperChipDataset._mine_negatives
 
-    def counting(self, positives, stride):
+    def counting(self, positives, stride, *args, **kwargs):
         calls.append(stride)
-        return original(self, positives, stride)
+        return original(self, positives, stride, *args, **kwargs)
 
     monkeypatch.setattr(SniperChipDataset, '_mine_negatives', counting)
     ds = build(tmp_path, data, stride_jitter=(20, 60), num_proc=2)

@@ -1,6 +1,7 @@
 # Copyright (c) mmsniper contributors. All rights reserved.
 """Per-epoch chip sampling, sharded across ranks."""
 import math
+import time
 from typing import Iterator, Optional, Sized
 
 import numpy as np
@@ -19,9 +20,15 @@ class SniperChipSampler(Sampler):
 
     Each epoch it asks the dataset for that epoch's chips (new strides when
     the dataset jitters them), shuffles them with ``seed + epoch``, and gives
-    each rank a disjoint slice. It yields :class:`ChipIndex` tuples, which
-    carry the chip itself, so dataloader workers (persistent ones included)
-    never hold a stale chip list. The order depends only on seed and epoch.
+    each rank a disjoint slice. Every rank asks at the same point, so the
+    dataset shares the chip work across ranks (``shard_chip_work``); as soon
+    as an epoch starts the sampler asks the dataset to prepare the next
+    epoch's chips in the background (``prefetch_next_epoch``). How long each
+    epoch waited for its chips is kept in :attr:`chip_wait_s` and logged
+    when the chips change per epoch. It yields :class:`ChipIndex` tuples,
+    which carry the chip itself, so dataloader workers (persistent ones
+    included) never hold a stale chip list. The order depends only on seed
+    and epoch.
 
     Resuming: mmengine builds the dataloader (and this sampler, with the
     runner's seed) before ``--resume`` restores the checkpoint's seed. When
@@ -68,6 +75,8 @@ class SniperChipSampler(Sampler):
             self._follow_torch_seed = self._seed == torch.initial_seed()
         self.round_up = round_up
         self.epoch = 0
+        #: seconds the first draw of each epoch waited for its chip table
+        self.chip_wait_s = {}
 
     @property
     def seed(self) -> int:
@@ -87,9 +96,26 @@ class SniperChipSampler(Sampler):
         self._seed = int(value)
         self._follow_torch_seed = False
 
+    def _table(self, seed: int):
+        return self.dataset.chip_table(self.epoch, seed, collective=True)
+
     def _epoch_rows(self):
         seed = self.seed
-        table = self.dataset.chip_table(self.epoch, seed)
+        start = time.perf_counter()
+        table = self._table(seed)
+        if self.epoch not in self.chip_wait_s:
+            self.chip_wait_s[self.epoch] = time.perf_counter() - start
+            work = getattr(self.dataset, 'chip_work_log', {}).get(
+                (self.epoch, seed))
+            if work is not None:
+                print_log(
+                    f'SniperChipSampler: epoch {self.epoch}: {len(table)} '
+                    f'chips; waited {self.chip_wait_s[self.epoch]:.2f} s '
+                    f'for them (computed {work["how"]}, '
+                    f'{work["work_s"]:.1f} s of chip work on this rank for '
+                    f'{work["images"]} images)', logger='current')
+        if hasattr(self.dataset, 'prefetch'):
+            self.dataset.prefetch(self.epoch + 1, seed)
         if not len(table):
             raise RuntimeError(
                 f'SniperChipSampler: epoch {self.epoch} has no chips (seed '
@@ -112,7 +138,7 @@ class SniperChipSampler(Sampler):
             yield table.index(row)
 
     def __len__(self) -> int:
-        num = len(self.dataset.chip_table(self.epoch, self.seed))
+        num = len(self._table(self.seed))
         if self.round_up:
             return math.ceil(num / self.world_size)
         return len(range(self.rank, num, self.world_size))
