@@ -37,10 +37,9 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)  # benchmark the working tree
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 
-from bench_chip_generation import (ANNOTATION_FILES, COCO_TRAIN_IMAGES,  # noqa
-                                   SHARED_DATA, load_coco_json, replicate,
-                                   synthetic_workload)
-from bench_negative_mining import SCALES, VALID_RANGES, write_workload  # noqa
+from bench_chip_generation import COCO_TRAIN_IMAGES, SHARED_DATA  # noqa
+from bench_negative_mining import (coco_workload, reference_dataset,  # noqa
+                                   write_workload)
 
 MB = 1024.0**2
 
@@ -73,18 +72,12 @@ def parse_args():
 
 def main():
     args = parse_args()
-    path = osp.join(args.data_root, ANNOTATION_FILES['coco_val2014_100img'])
-    if osp.isfile(path):
-        name, images = 'coco_val2014_100img', load_coco_json(path)
-    else:
-        name, images = 'synthetic', synthetic_workload()
-    workload = replicate(images, args.num_images)
-    num_boxes = sum(len(b) for _, b in workload)
+    name, images, workload, num_boxes = coco_workload(args.data_root,
+                                                      args.num_images)
     n_img = args.num_images
     scale = COCO_TRAIN_IMAGES / n_img
     import mmsniper  # noqa: F401  (registers the dataset)
     from mmengine.logging import MMLogger
-    from mmsniper.datasets.sniper_chip_dataset import SniperChipDataset
     MMLogger.get_instance('bench_chip_table_memory', log_level='WARNING')
     with tempfile.TemporaryDirectory() as folder:
         ann_file, prop_file = write_workload(workload, folder,
@@ -96,14 +89,9 @@ def main():
               f'stride_jitter (56, 60), numpy {np.__version__}')
         gc.collect()
         rss = [('start', rss_bytes())]
-        ds = SniperChipDataset(
-            dict(type='CocoDataset', data_root=folder, ann_file='ann.json',
-                 data_prefix=dict(img='images/'),
-                 metainfo=dict(classes=('object', )),
-                 filter_cfg=dict(filter_empty_gt=False), pipeline=[]),
-            SCALES, VALID_RANGES, chip_size=512, stride_jitter=(56, 60),
-            neg_proposals=None if args.no_negatives else dict(
-                file=prop_file), num_proc=1, lazy_init=True)
+        ds = reference_dataset(
+            folder, None if args.no_negatives else prop_file, num_proc=1,
+            lazy_init=True)
         ds.dataset.full_init()
         gc.collect()
         rss.append(('wrapped CocoDataset loaded', rss_bytes()))
@@ -132,8 +120,9 @@ def main():
         prop = ds._proposals
         prop_bytes = 0 if prop is None else sum(
             a.nbytes for a in (prop.ptr, prop.bboxes, prop.scores))
-        epoch_key = ('with_negatives', 1, 0) if not args.no_negatives \
-            else ('positive', 1, 0)
+        # the last epoch asked for (earlier ones may have been evicted)
+        epoch_key = ('with_negatives' if not args.no_negatives else
+                     'positive', args.epochs, 0)
         epoch_table = ds._tables[epoch_key]
         print(f'\n  one epoch\'s training table {epoch_key}: '
               f'{len(epoch_table)} chips, '

@@ -43,10 +43,9 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)  # benchmark the working tree
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 
-from bench_chip_generation import (ANNOTATION_FILES, SHARED_DATA,  # noqa
-                                   load_coco_json, replicate,
-                                   synthetic_workload)
-from bench_negative_mining import SCALES, VALID_RANGES, write_workload  # noqa
+from bench_chip_generation import SHARED_DATA  # noqa
+from bench_negative_mining import (coco_workload, reference_dataset,  # noqa
+                                   write_workload)
 
 SEED = 0
 PATHS = dict(
@@ -94,16 +93,10 @@ def rank_worker(args):
     from mmengine.logging import MMLogger
     from mmsniper.datasets.samplers.sniper_chip_sampler import \
         SniperChipSampler
-    from mmsniper.datasets.sniper_chip_dataset import SniperChipDataset
     MMLogger.get_instance('bench_epoch_chip_work', log_level='WARNING')
     start = time.perf_counter()
-    ds = SniperChipDataset(
-        dict(type='CocoDataset', data_root=folder, ann_file='ann.json',
-             data_prefix=dict(img='images/'),
-             metainfo=dict(classes=('object', )),
-             filter_cfg=dict(filter_empty_gt=False), pipeline=[]),
-        SCALES, VALID_RANGES, chip_size=512, stride_jitter=(56, 60),
-        neg_proposals=dict(file=osp.join(folder, 'proposals.pkl')),
+    ds = reference_dataset(
+        folder, osp.join(folder, 'proposals.pkl'),
         num_proc=max(1, args.procs // args.ranks), **PATHS[path])
     build_s = time.perf_counter() - start
     sampler = SniperChipSampler(ds, seed=SEED)
@@ -197,13 +190,8 @@ def main():
     if args.rank_worker:
         rank_worker(args)
         return
-    ann = osp.join(args.data_root, ANNOTATION_FILES['coco_val2014_100img'])
-    if osp.isfile(ann):
-        name, images = 'coco_val2014_100img', load_coco_json(ann)
-    else:
-        name, images = 'synthetic', synthetic_workload()
-    workload = replicate(images, args.num_images)
-    num_boxes = sum(len(b) for _, b in workload)
+    name, images, workload, num_boxes = coco_workload(args.data_root,
+                                                      args.num_images)
     results = dict(args={k: v for k, v in vars(args).items()
                          if k != 'rank_worker'}, cpus=os.cpu_count())
     with tempfile.TemporaryDirectory() as folder:

@@ -99,6 +99,34 @@ def write_workload(images, folder, num_proposals, seed=0):
     return ann_file, prop_file
 
 
+def coco_workload(data_root, num_images):
+    """COCO val2014 boxes of ``data_root`` (a synthetic COCO-like set when
+    absent) replicated to ``num_images``: (name, distinct images, workload,
+    number of GT boxes)."""
+    path = osp.join(data_root, ANNOTATION_FILES['coco_val2014_100img'])
+    if osp.isfile(path):
+        name, images = 'coco_val2014_100img', load_coco_json(path)
+    else:
+        name, images = 'synthetic', synthetic_workload()
+    workload = replicate(images, num_images)
+    return name, images, workload, sum(len(b) for _, b in workload)
+
+
+def reference_dataset(folder, prop_file, **kwargs):
+    """The reference setup's :class:`SniperChipDataset` on the workload
+    written to ``folder`` (``stride_jitter=(56, 60)``, negatives mined from
+    ``prop_file`` unless it is None)."""
+    from mmsniper.datasets.sniper_chip_dataset import SniperChipDataset
+    return SniperChipDataset(
+        dict(type='CocoDataset', data_root=folder, ann_file='ann.json',
+             data_prefix=dict(img='images/'),
+             metainfo=dict(classes=('object', )),
+             filter_cfg=dict(filter_empty_gt=False), pipeline=[]),
+        SCALES, VALID_RANGES, chip_size=512, stride_jitter=(56, 60),
+        neg_proposals=None if prop_file is None else dict(file=prop_file),
+        **kwargs)
+
+
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--num-images', type=int, default=20000)
@@ -112,16 +140,10 @@ def parse_args():
 
 def main():
     args = parse_args()
-    path = osp.join(args.data_root, ANNOTATION_FILES['coco_val2014_100img'])
-    if osp.isfile(path):
-        name, images = 'coco_val2014_100img', load_coco_json(path)
-    else:
-        name, images = 'synthetic', synthetic_workload()
-    workload = replicate(images, args.num_images)
-    num_boxes = sum(len(b) for _, b in workload)
+    name, images, workload, num_boxes = coco_workload(args.data_root,
+                                                      args.num_images)
     import mmsniper  # noqa: F401  (registers the dataset)
     from mmengine.logging import MMLogger
-    from mmsniper.datasets.sniper_chip_dataset import SniperChipDataset
     MMLogger.get_instance('bench_negative_mining', log_level='WARNING')
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
@@ -133,13 +155,7 @@ def main():
               f'{args.proposals_per_image} synthetic proposals per image; '
               f'files written in {time.perf_counter() - start:.1f} s')
         start = time.perf_counter()
-        ds = SniperChipDataset(
-            dict(type='CocoDataset', data_root=folder, ann_file='ann.json',
-                 data_prefix=dict(img='images/'),
-                 metainfo=dict(classes=('object', )),
-                 filter_cfg=dict(filter_empty_gt=False), pipeline=[]),
-            SCALES, VALID_RANGES, chip_size=512, stride_jitter=(56, 60),
-            neg_proposals=dict(file=prop_file), num_proc=args.num_proc)
+        ds = reference_dataset(folder, prop_file, num_proc=args.num_proc)
         print(f'  dataset built (annotations, proposals, epoch 0 positive '
               f'chips and mining) in {time.perf_counter() - start:.1f} s; '
               f'{ds.proposal_report["proposals_used"]} proposals used')

@@ -162,3 +162,27 @@ def write_lying_images(folder) -> dict:
         with open(paths[name], 'wb') as f:
             f.write(data)
     return paths
+
+
+def run_fork_ranks(worker, args, world_size=2, timeout=300):
+    """Run ``worker(rank, *args, out)`` in ``world_size`` forked processes
+    (each sets up its own process group) and return what each put on
+    ``out``, by rank: the first item it puts must be its rank. Fails when a
+    process exits with an error."""
+    import multiprocessing
+    ctx = multiprocessing.get_context('fork')
+    out = ctx.Queue()
+    procs = [
+        ctx.Process(target=worker, args=(rank, *args, out))
+        for rank in range(world_size)
+    ]
+    for proc in procs:
+        proc.start()
+    results = {}
+    for _ in procs:
+        item = out.get(timeout=timeout)
+        results[item[0]] = item[1:]
+    for proc in procs:
+        proc.join(timeout=60)
+        assert proc.exitcode == 0, f'a rank exited with {proc.exitcode}'
+    return results

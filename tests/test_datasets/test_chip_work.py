@@ -1,7 +1,6 @@
 # Copyright (c) mmsniper contributors. All rights reserved.
 """Per-epoch chip work shared across ranks and prepared in the background
 (issue 20 item 2): the tables are the single-process ones, row for row."""
-import multiprocessing
 import os.path as osp
 import pickle
 import time
@@ -9,7 +8,7 @@ import time
 import numpy as np
 import pytest
 from mmengine.fileio import dump
-from sniper_test_utils import random_images, write_coco
+from sniper_test_utils import random_images, run_fork_ranks, write_coco
 
 from mmsniper.datasets import chip_work
 from mmsniper.datasets.chip_work import BackgroundChipWork, shard_bounds
@@ -247,24 +246,13 @@ def _rank_worker(rank, init_file, root, out):
 def test_two_gloo_ranks_share_the_work_and_gather_the_same_tables(
         tmp_path, data_root, reference):
     tables, negs = reference
-    ctx = multiprocessing.get_context('fork')
-    out = ctx.Queue()
-    procs = [
-        ctx.Process(target=_rank_worker,
-                    args=(rank, tmp_path / 'init', str(data_root), out))
-        for rank in range(2)
-    ]
-    for proc in procs:
-        proc.start()
+    ranks = run_fork_ranks(_rank_worker,
+                           (tmp_path / 'init', str(data_root)))
     results, sent = {}, {}
-    for _ in procs:
-        rank, got, shares, log, shards = out.get(timeout=300)
+    for rank, (got, shares, log, shards) in ranks.items():
         assert shares is not None, f'rank {rank}: {got}'
         results[rank] = (got, shares, log)
         sent[rank] = shards
-    for proc in procs:
-        proc.join(timeout=60)
-        assert proc.exitcode == 0
     (got0, shares0, log0), (got1, shares1, log1) = results[0], results[1]
     # each rank's image block: disjoint, together every image
     (lo0, hi0), (lo1, hi1) = shares0[0], shares1[0]

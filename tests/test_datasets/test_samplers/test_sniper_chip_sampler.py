@@ -2,12 +2,10 @@
 import os.path as osp
 import pickle
 
-import multiprocessing
-
 import numpy as np
 import pytest
 import torch
-from sniper_test_utils import random_images, write_coco
+from sniper_test_utils import random_images, run_fork_ranks, write_coco
 
 from mmsniper.datasets.samplers import sniper_chip_sampler
 from mmsniper.datasets.samplers.sniper_chip_sampler import SniperChipSampler
@@ -116,22 +114,8 @@ def _gloo_worker(rank, init_file, ann_dir, out):
 
 def test_two_gloo_processes_share_the_seed_and_split_the_chips(tmp_path):
     write_coco(osp.join(tmp_path, 'ann.json'), random_images(5, seed=14))
-    ctx = multiprocessing.get_context('fork')
-    out = ctx.Queue()
-    procs = [
-        ctx.Process(target=_gloo_worker,
-                    args=(rank, tmp_path / 'init', str(tmp_path), out))
-        for rank in range(2)
-    ]
-    for proc in procs:
-        proc.start()
-    results = dict()
-    for _ in procs:
-        rank, seed, keys = out.get(timeout=300)
-        results[rank] = (seed, keys)
-    for proc in procs:
-        proc.join(timeout=60)
-        assert proc.exitcode == 0
+    results = run_fork_ranks(_gloo_worker, (tmp_path / 'init',
+                                            str(tmp_path)))
     (seed0, keys0), (seed1, keys1) = results[0], results[1]
     assert seed0 == seed1
     local = SniperChipDataset(
