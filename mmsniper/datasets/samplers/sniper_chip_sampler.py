@@ -14,6 +14,9 @@ from mmdet.registry import DATA_SAMPLERS
 from ..chip_table import ChipIndex
 
 
+_HOW = {'background': 'in the background'}
+
+
 @DATA_SAMPLERS.register_module()
 class SniperChipSampler(Sampler):
     """Yield the chips of each epoch of a :class:`SniperChipDataset`.
@@ -108,10 +111,11 @@ class SniperChipSampler(Sampler):
             work = getattr(self.dataset, 'chip_work_log', {}).get(
                 (self.epoch, seed))
             if work is not None:
+                how = _HOW.get(work['how'], work['how'])
                 print_log(
                     f'SniperChipSampler: epoch {self.epoch}: {len(table)} '
                     f'chips; waited {self.chip_wait_s[self.epoch]:.2f} s '
-                    f'for them (computed {work["how"]}, '
+                    f'for them (computed {how}, '
                     f'{work["work_s"]:.1f} s of chip work on this rank for '
                     f'{work["images"]} images)', logger='current')
         if hasattr(self.dataset, 'prefetch'):
